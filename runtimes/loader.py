@@ -1,0 +1,202 @@
+"""Loading runtime descriptions (`*.toml`) into validated, frozen `Runtime`s.
+
+Every mistake fails at startup with the file and the key, e.g.
+``runtimes/cpp.toml: run.limits.memory_bytes: must be a positive number``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+import subprocess
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sandbox import LIMIT_FIELDS, Limits
+
+from .errors import RuntimeConfigError
+from .runtime import Runtime, SelfTest, Stage
+
+BUILTIN_DIR = Path(__file__).resolve().parent
+LIST_PLACEHOLDERS = ("{args...}", "{sources...}")
+FIXED_PLACEHOLDERS = ("workdir", "source")
+TOP_KEYS = {"name", "aliases", "source_file", "compile_sources", "executables", "version",
+            "compile", "run", "selftest"}
+STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers"}
+VERSION_TIMEOUT_S = 20
+
+
+class _Reader:
+    """Reads typed values out of one TOML table, naming file and key in every error."""
+
+    def __init__(self, path: Path, table: Mapping[str, Any], prefix: str = "") -> None:
+        self.path, self.table, self.prefix = path, table, prefix
+
+    def fail(self, key: str, message: str) -> RuntimeConfigError:
+        return RuntimeConfigError(f"{self.path}: {self.prefix}{key}: {message}")
+
+    def check_keys(self, allowed: set[str]) -> None:
+        for key in self.table:
+            if key not in allowed:
+                raise self.fail(key, f"unknown key (expected one of {', '.join(sorted(allowed))})")
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.table.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, "must be a non-empty string")
+        return value
+
+    def str_list(self, key: str, default: list[str] | None = None, empty: bool = True) -> list[str]:
+        value = self.table.get(key, default)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(key, "must be a list of non-empty strings")
+        if not value and not empty:
+            raise self.fail(key, "must not be empty")
+        return value
+
+    def sub(self, key: str, required: bool = True) -> _Reader | None:
+        value = self.table.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return _Reader(self.path, value, f"{self.prefix}{key}.")
+
+    def str_map(self, key: str) -> dict[str, str]:
+        value = self.table.get(key, {})
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise self.fail(key, "must be a table of strings")
+        return dict(value)
+
+
+def _check_template(reader: _Reader, key: str, text: str, names: Iterable[str]) -> None:
+    allowed = set(names) | set(FIXED_PLACEHOLDERS)
+    for _literal, field, _spec, _conv in string.Formatter().parse(text):
+        if field is not None and field not in allowed:
+            raise reader.fail(key, f"unknown placeholder {{{field}}} in {text!r} "
+                              f"(known: {', '.join(sorted(allowed))})")
+
+
+def _read_stage(reader: _Reader, key: str, executables: Mapping[str, str]) -> Stage:
+    stage = reader.sub(key)
+    assert stage is not None
+    stage.check_keys(STAGE_KEYS)
+    argv = stage.str_list("argv", empty=False)
+    for i, arg in enumerate(argv):
+        if arg not in LIST_PLACEHOLDERS:
+            _check_template(stage, f"argv[{i}]", arg, executables)
+    env = stage.str_map("env")
+    for name, value in env.items():
+        _check_template(stage, f"env.{name}", value, executables)
+    limits_table = stage.sub("limits", required=False)
+    limits = Limits()
+    if limits_table is not None:
+        limits_table.check_keys(set(LIMIT_FIELDS))
+        for field, value in limits_table.table.items():
+            try:
+                limits = limits.replace(**{field: value})
+            except ValueError as exc:
+                raise limits_table.fail(field, str(exc)) from None
+    markers = stage.str_list("memory_error_markers", default=[])
+    return Stage(tuple(argv), env, limits, tuple(markers))
+
+
+def _resolve_executables(reader: _Reader) -> dict[str, str]:
+    table = reader.sub("executables")
+    assert table is not None
+    resolved = {}
+    for name in table.table:
+        if not name.isidentifier() or name in FIXED_PLACEHOLDERS:
+            raise table.fail(name, "must be an identifier other than workdir or source")
+        candidates = table.str_list(name, empty=False)
+        for candidate in candidates:
+            if not os.path.isabs(candidate):
+                raise table.fail(name, f"{candidate!r} must be an absolute path")
+        # Absolute paths only, never a PATH lookup: a `python3` on PATH may be a slow shim.
+        found = next((c for c in candidates if os.access(c, os.X_OK)), None)
+        if found is None:
+            raise table.fail(name, f"none of {', '.join(candidates)} is an executable here")
+        resolved[name] = os.path.realpath(found)
+    return resolved
+
+
+def _read_version(reader: _Reader, executables: Mapping[str, str]) -> str:
+    table = reader.sub("version")
+    assert table is not None
+    table.check_keys({"argv", "pattern"})
+    argv = table.str_list("argv", empty=False)
+    for i, arg in enumerate(argv):
+        _check_template(table, f"argv[{i}]", arg, executables)
+    pattern = table.text("pattern", r"(\d+(?:\.\d+)+)")
+    argv = [arg.format(workdir="", source="", **executables) for arg in argv]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=VERSION_TIMEOUT_S,
+                              env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
+                              stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise table.fail("argv", f"could not run {argv}: {exc}") from exc
+    match = re.search(pattern, done.stdout + done.stderr)
+    if done.returncode != 0 or match is None:
+        raise table.fail("pattern", f"no version found in the output of {argv}: "
+                         f"{(done.stdout + done.stderr).strip()[:200]!r}")
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def load_runtime(path: Path) -> Runtime:
+    """Loads and validates one runtime description, resolving its toolchain and version."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise RuntimeConfigError(f"{path}: {exc}") from exc
+    reader = _Reader(path, data)
+    reader.check_keys(TOP_KEYS)
+    name = reader.text("name")
+    aliases = reader.str_list("aliases", default=[])
+    source_file = reader.text("source_file")
+    if "/" in source_file:
+        raise reader.fail("source_file", "must be a plain file name")
+    executables = _resolve_executables(reader)
+    compile_stage = _read_stage(reader, "compile", executables) if "compile" in data else None
+    run_stage = _read_stage(reader, "run", executables)
+    compile_sources = reader.str_list("compile_sources", default=[])
+    if compile_stage is not None and "{sources...}" in compile_stage.argv and not compile_sources:
+        raise reader.fail("compile_sources", "is needed when compile.argv uses {sources...}")
+    selftest = reader.sub("selftest")
+    assert selftest is not None
+    selftest.check_keys({"code", "stdout", "stdin"})
+    return Runtime(
+        name=name,
+        aliases=tuple(aliases),
+        version=_read_version(reader, executables),
+        source_file=source_file,
+        executables=executables,
+        compile=compile_stage,
+        run=run_stage,
+        compile_sources=tuple(compile_sources),
+        selftest=SelfTest(code=selftest.text("code"), stdout=str(selftest.table.get("stdout", "")),
+                          stdin=str(selftest.table.get("stdin", ""))),
+        path=path,
+    )
+
+
+def load_runtimes(*folders: Path) -> tuple[Runtime, ...]:
+    """Every `*.toml` in `folders` (the built-in folder when none is given), checking that no
+    two runtimes answer to the same name or alias."""
+    runtimes: list[Runtime] = []
+    owners: dict[str, Path] = {}
+    for folder in folders or (BUILTIN_DIR,):
+        paths = sorted(Path(folder).glob("*.toml"))
+        if not paths:
+            raise RuntimeConfigError(f"{folder}: no runtime files (*.toml) here")
+        for path in paths:
+            runtime = load_runtime(path)
+            for name in runtime.names:
+                if name in owners:
+                    raise RuntimeConfigError(
+                        f"{path}: name {name!r} is already used by {owners[name]}")
+                owners[name] = path
+            runtimes.append(runtime)
+    return tuple(runtimes)

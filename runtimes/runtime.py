@@ -1,0 +1,54 @@
+"""A language runtime, as described by one TOML file: how to compile, how to run, how to test."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox import Limits
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step (compile or run): an argv template, extra environment, default limits.
+
+    Templates use `{executable}` names from the runtime, `{workdir}`, `{source}` (the main file),
+    and as whole elements `{sources...}` (every compilable file) and `{args...}` (request args).
+    """
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    limits: Limits
+    memory_error_markers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """A program the runtime must run at startup, with the exact stdout it must print."""
+
+    code: str
+    stdout: str
+    stdin: str = ""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    aliases: tuple[str, ...]
+    version: str
+    source_file: str
+    executables: Mapping[str, str]
+    run: Stage
+    selftest: SelfTest
+    compile: Stage | None = None
+    compile_sources: tuple[str, ...] = ()
+    path: Path | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile is not None

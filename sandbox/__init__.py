@@ -1,0 +1,32 @@
+"""Runs one argv under confinement and limits, and reports what happened.
+
+Knows nothing of HTTP, wire formats, TOML or languages.
+"""
+
+from .errors import LaunchError, SandboxError, UnsafeName
+from .jail import Jail, Sandbox, SandboxConfig
+from .layers import Layer
+from .limits import LIMIT_FIELDS, Limits
+from .names import resolve_inside
+from .process import OutputCallback, Process, Stream
+from .result import Outcome, RunResult
+from .service import harden_service
+
+__all__ = [
+    "LIMIT_FIELDS",
+    "Jail",
+    "Layer",
+    "LaunchError",
+    "Limits",
+    "Outcome",
+    "OutputCallback",
+    "Process",
+    "RunResult",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxError",
+    "Stream",
+    "UnsafeName",
+    "harden_service",
+    "resolve_inside",
+]

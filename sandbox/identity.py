@@ -1,0 +1,66 @@
+"""Per-run uids: each run gets a uid of its own from a configured range, so it cannot touch the
+service or another run, and one kill(-1) as that uid ends everything it started."""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import threading
+
+import psutil
+
+from .errors import LaunchError
+from .process import LAUNCHER_PATH
+
+
+def processes_of(uid: int) -> list[int]:
+    """Pids of live processes whose real or effective uid is `uid` (zombies excluded)."""
+    found = []
+    for proc in psutil.process_iter(["uids", "status"]):
+        try:
+            uids = proc.info["uids"]
+            if uids is not None and uid in (uids.real, uids.effective, uids.saved) \
+                    and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def as_uid(python: str, command: str, uid: int) -> bool:
+    """Runs the launcher's `probe-uid` or `kill-uid` command for `uid`; True if it succeeded.
+    The launcher runs as root and switches in a forked helper, so the uid needs no access to the
+    interpreter's installation."""
+    try:
+        subprocess.run([python, "-I", "-S", "-B", LAUNCHER_PATH, "-", command, str(uid)],
+                       env={}, check=True, timeout=10, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+class UidPool:
+    """Hands out uids first-in first-out, so a released uid is the last to be reused; a uid is
+    only handed out again once no process of it lives. The gid equals the uid."""
+
+    def __init__(self, first: int, count: int, python: str) -> None:
+        self._free = collections.deque(range(first, first + count))
+        self._python = python
+        self._lock = threading.Lock()
+
+    def acquire(self) -> int:
+        with self._lock:
+            if not self._free:
+                raise LaunchError("no free uid for a run: raise SANDBOX_UID_COUNT")
+            return self._free.popleft()
+
+    def release(self, uid: int, clean: bool) -> None:
+        """Returns `uid` to the pool. `clean` says the launcher reaped all of the run; otherwise
+        its processes are killed first, and the uid is withheld if any still survives."""
+        if not clean and processes_of(uid):
+            as_uid(self._python, "kill-uid", uid)
+            if processes_of(uid):
+                return  # never hand out a uid that still has processes: it would share them
+        with self._lock:
+            self._free.append(uid)

@@ -1,0 +1,144 @@
+"""Jails: a private working directory and identity in which one request's programs run.
+
+    sandbox = Sandbox(SandboxConfig(work_root=Path("/var/lib/sandbox")))
+    async with sandbox.jail() as jail:
+        jail.write_file("main.py", b"print(1)")
+        result = await jail.run(["/usr/bin/python3", "main.py"], env, limits)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LaunchError, SandboxError
+from .identity import UidPool
+from .layers import Layer, probe_layers
+from .limits import Limits
+from .names import resolve_inside
+from .process import OutputCallback, Process, RunSpec, start
+from .result import RunResult
+from .workdir import create_workdir, prepare_root, remove_workdir
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How the sandbox is set up on this machine.
+
+    `per_run_uid`: "auto" uses per-run uids when the service is root and switching works, "on"
+    requires them (startup fails otherwise), "off" never switches.
+    """
+
+    work_root: Path
+    per_run_uid: str = "auto"
+    uid_first: int = 60000
+    uid_count: int = 1000
+    launcher_python: str = sys.executable
+
+
+class Jail:
+    """One request's working directory and uid. Made by `Sandbox.jail`."""
+
+    def __init__(self, path: Path, uid: int | None, python: str) -> None:
+        self.path = path
+        self.uid = uid
+        self._python = python
+        self.clean = True  # False once a launcher was lost: its processes may have survived
+
+    def write_file(self, name: str, data: bytes) -> Path:
+        """Creates file `name` (sub-folders allowed) inside the working directory."""
+        path = resolve_inside(self.path, name)
+        for parent in reversed(path.relative_to(self.path).parents[:-1]):
+            folder = self.path / parent
+            if not folder.is_dir():
+                os.mkdir(folder, 0o700)
+                self._give(folder)
+        # O_EXCL | O_NOFOLLOW: never write through anything already there.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        self._give(path)
+        return path
+
+    def _give(self, path: Path) -> None:
+        # Only paths the service itself just created are chowned, never what a program left.
+        if self.uid is not None:
+            os.chown(path, self.uid, self.uid, follow_symlinks=False)
+
+    async def start(self, argv: Sequence[str], env: Mapping[str, str], limits: Limits,
+                    cwd: Path | None = None) -> Process:
+        """Starts a program in the jail; feed it and `wait` for it."""
+        spec = RunSpec(argv=tuple(argv), env=dict(env), cwd=cwd or self.path, limits=limits,
+                       uid=self.uid, gid=self.uid)
+        return await start(spec, self._python)
+
+    async def run(self, argv: Sequence[str], env: Mapping[str, str], limits: Limits,
+                  stdin: bytes = b"", on_output: OutputCallback | None = None) -> RunResult:
+        """Runs a program in the jail to its end with `stdin` as its whole input."""
+        process = await self.start(argv, env, limits)
+        try:
+            await process.write_stdin(stdin)
+            await process.close_stdin()
+            return await process.wait(on_output)
+        except BaseException:
+            self.clean = False
+            raise
+
+
+def _check_searchable(root: Path) -> None:
+    """Runs under their own uid must be able to walk down to their working directory."""
+    for folder in (root.resolve(), *root.resolve().parents):
+        if not os.stat(folder).st_mode & stat.S_IXOTH:
+            raise SandboxError(
+                f"the work root {root} is unusable with per-run uids: {folder} is not searchable "
+                "by other users (chmod o+x it, or choose another work root)")
+
+
+class Sandbox:
+    """The sandbox of one service: its configuration, uid pool and confinement layers."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        prepare_root(config.work_root)
+        self.layers: tuple[Layer, ...] = probe_layers(config)
+        self._uids = None
+        if self.layer("per_run_uid").active:
+            _check_searchable(config.work_root)
+            self._uids = UidPool(config.uid_first, config.uid_count, config.launcher_python)
+        self.in_flight = 0
+
+    def layer(self, name: str) -> Layer:
+        return next(layer for layer in self.layers if layer.name == name)
+
+    @contextlib.asynccontextmanager
+    async def jail(self) -> AsyncIterator[Jail]:
+        """A fresh jail, removed with every file and process of it when the block ends."""
+        uid = self._uids.acquire() if self._uids is not None else None
+        try:
+            path = create_workdir(self.config.work_root, (uid, uid) if uid is not None else None)
+        except OSError as exc:
+            if self._uids is not None and uid is not None:
+                self._uids.release(uid, clean=True)
+            raise LaunchError(f"could not create a working directory: {exc}") from exc
+        jail = Jail(path, uid, self.config.launcher_python)
+        self.in_flight += 1
+        try:
+            yield jail
+        finally:
+            self.in_flight -= 1
+            # Off the event loop: removal of a large tree, or killing a lost run's processes,
+            # must not stall other requests.
+            await asyncio.shield(asyncio.to_thread(self._dispose, jail))
+
+    def _dispose(self, jail: Jail) -> None:
+        try:
+            if self._uids is not None and jail.uid is not None:
+                self._uids.release(jail.uid, clean=jail.clean)
+        finally:
+            remove_workdir(jail.path)

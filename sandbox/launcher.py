@@ -1,0 +1,499 @@
+"""The per-run launcher: confines one program between fork and execve, then supervises it.
+
+`sandbox.process` starts it as ``python -I -S -B launcher.py SITE_DIR`` with an empty environment.
+It is a process of its own because confinement (uid switch, rlimits, no-new-privs) must run between
+fork and execve, which is unsafe inside the threaded asyncio service (no `preexec_fn` there). It is
+single-threaded and stdlib-only apart from `prctl`, which it imports from SITE_DIR.
+
+The service and the launcher speak length-prefixed frames (`encode_frame`): on the launcher's stdin
+one SPEC frame (JSON), then STDIN data, CLOSE_STDIN, SIGNAL and ABORT frames; on its stdout STDOUT
+and STDERR chunks in arrival order, then one RESULT frame (JSON). The launcher's stderr carries only
+its own diagnostics.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import resource
+import select
+import signal
+import struct
+import sys
+import time
+from typing import Any
+
+HEADER = struct.Struct(">cI")
+# service → launcher
+SPEC, STDIN, CLOSE_STDIN, SIGNAL, ABORT = b"S", b"I", b"C", b"K", b"X"
+# launcher → service
+STDOUT, STDERR, RESULT = b"O", b"E", b"R"
+
+CHUNK_BYTES = 65536
+CPU_CHECK_INTERVAL_S = 0.05
+DRAIN_TIMEOUT_S = 1.0
+
+
+def encode_frame(kind: bytes, payload: bytes = b"") -> bytes:
+    """One frame: a kind byte, a 4-byte big-endian length, the payload."""
+    return HEADER.pack(kind, len(payload)) + payload
+
+
+class _FrameReader:
+    """Splits bytes read from the control pipe into (kind, payload) frames."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        self._buffer += data
+        frames = []
+        while len(self._buffer) >= HEADER.size:
+            kind, length = HEADER.unpack_from(self._buffer)
+            if len(self._buffer) < HEADER.size + length:
+                break
+            frames.append((kind, bytes(self._buffer[HEADER.size:HEADER.size + length])))
+            del self._buffer[:HEADER.size + length]
+        return frames
+
+
+def _read_spec(reader: _FrameReader) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]]:
+    """Blocks until the SPEC frame arrived; returns it and any frames that followed it."""
+    while True:
+        data = os.read(0, CHUNK_BYTES)
+        if not data:
+            raise SystemExit("launcher: control pipe closed before the spec arrived")
+        frames = reader.feed(data)
+        if frames:
+            kind, payload = frames[0]
+            if kind != SPEC:
+                raise SystemExit(f"launcher: expected a spec frame, got {kind!r}")
+            return json.loads(payload), frames[1:]
+
+
+def _confine_and_exec(spec: dict[str, Any], prctl: Any, launcher_pid: int,
+                      stdin_r: int, out_w: int, err_w: int, errpipe_w: int) -> None:
+    """In the forked child: apply every confinement, then execve. Never returns."""
+    try:
+        # Own session and process group: the program cannot signal the service's group and has no
+        # controlling terminal; its group id is its pid, so the launcher can killpg it.
+        os.setsid()
+        os.dup2(stdin_r, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.dup2(errpipe_w, 3)
+        os.set_inheritable(3, False)
+        # Close every other inherited descriptor: the program must not reach the control pipe or
+        # anything else the launcher holds.
+        os.closerange(4, 1 << 20)
+        # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve: give the program
+        # the default actions, so `yes | head` ends and an oversized file write kills a C program.
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(signum, signal.SIG_DFL)
+        os.chdir(spec["cwd"])
+        # Files the program creates are private to its uid.
+        os.umask(0o077)
+        uid, gid = spec.get("uid"), spec.get("gid")
+        if uid is not None:
+            # A per-run uid: the program cannot signal, ptrace or read /proc of the service or of
+            # other runs, and RLIMIT_NPROC (not enforced for root) bounds its processes. Groups
+            # are emptied first, or it would keep root's supplementary groups.
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+        # Dies with the launcher, so a killed launcher cannot leave its program running. Set after
+        # the uid switch, which clears it.
+        prctl.set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != launcher_pid:
+            os._exit(137)
+        limits = spec["limits"]
+        cpu_s = max(1, math.ceil(limits["cpu_time_s"]))
+        # soft = hard everywhere, or the program raises its soft limit back.
+        for resource_id, value in (
+            # Each process's own CPU seconds; the launcher also bounds the whole run's total.
+            (resource.RLIMIT_CPU, cpu_s),
+            # Address space: stops malloc, mmap (private and shared) and stack growth bombs.
+            (resource.RLIMIT_AS, int(limits["memory_bytes"])),
+            # Stack overflow becomes a SIGSEGV inside the limit, not a machine-wide memory grab.
+            (resource.RLIMIT_STACK, int(limits["stack_bytes"])),
+            # Fork and thread bombs: counted per uid, so meaningful with a per-run uid.
+            (resource.RLIMIT_NPROC, int(limits["max_processes"])),
+            # Descriptor exhaustion stays inside the run.
+            (resource.RLIMIT_NOFILE, int(limits["max_open_files"])),
+            # One huge file cannot fill the disk (per file; total size is not bounded here).
+            (resource.RLIMIT_FSIZE, int(limits["max_file_bytes"])),
+            # No core files: a crashing 50 MB program would otherwise leave a 50 MB core behind.
+            (resource.RLIMIT_CORE, 0),
+        ):
+            resource.setrlimit(resource_id, (value, value))
+        # No setuid binary or file capability can raise the program's privileges again.
+        prctl.set_no_new_privs(True)
+        argv = spec["argv"]
+        os.execve(argv[0], argv, spec["env"])
+    except BaseException as exc:  # noqa: BLE001 - anything must reach the launcher, then exit
+        try:
+            os.write(3, f"{type(exc).__name__}: {exc}".encode(errors="replace"))
+        finally:
+            os._exit(127)
+
+
+class _Supervisor:
+    """Runs one confined program and watches its wall clock, CPU, output and process tree."""
+
+    def __init__(self, spec: dict[str, Any], prctl: Any, reader: _FrameReader,
+                 pending: list[tuple[bytes, bytes]]):
+        self.spec = spec
+        self.prctl = prctl
+        self.limits = spec["limits"]
+        self.pending_frames = pending
+        self.reader = reader
+        self.stdin_buffer = bytearray()
+        self.stdin_close_requested = False
+        self.captured = {STDOUT: 0, STDERR: 0}
+        self.truncated = {STDOUT: False, STDERR: False}
+        self.reason: str | None = None
+        self.main_pid = 0
+        self.main_status: int | None = None
+        self.main_rusage: Any = None
+        self.helper_cpu_s = 0.0
+        self.clock_ticks = os.sysconf("SC_CLK_TCK")
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        stdin_r, self.stdin_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        errpipe_r, errpipe_w = os.pipe2(os.O_CLOEXEC)
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            _confine_and_exec(self.spec, self.prctl, os.getppid(), stdin_r, out_w, err_w, errpipe_w)
+        self.main_pid = pid
+        for fd in (stdin_r, out_w, err_w, errpipe_w):
+            os.close(fd)
+        exec_error = self._read_all(errpipe_r)
+        if exec_error:
+            self._kill_tree()
+            return {"error": "could not start the program: " + exec_error.decode(errors="replace")}
+
+        self.streams = {out_r: STDOUT, err_r: STDERR}
+        for fd in (self.stdin_w, out_r, err_r, 0):
+            os.set_blocking(fd, False)
+        pidfd = os.pidfd_open(pid)
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.register(out_r, select.POLLIN)
+        poller.register(err_r, select.POLLIN)
+        poller.register(0, select.POLLIN)
+        self.poller = poller
+        for kind, payload in self.pending_frames:
+            self._on_control(kind, payload)
+        self._update_stdin_interest()
+
+        deadline = started + float(self.limits["wall_timeout_s"])
+        next_cpu_check = started + CPU_CHECK_INTERVAL_S
+        while self.main_status is None and self.reason is None:
+            now = time.monotonic()
+            if now >= deadline:
+                self.reason = "wall_timeout"
+                break
+            if now >= next_cpu_check:
+                self._reap(block=False)
+                if self._tree_cpu_s() > float(self.limits["cpu_time_s"]):
+                    self.reason = "cpu_limit"
+                    break
+                next_cpu_check = now + CPU_CHECK_INTERVAL_S
+            timeout_ms = max(0, math.ceil((min(deadline, next_cpu_check) - now) * 1000))
+            for fd, _events in poller.poll(timeout_ms):
+                if fd == pidfd:
+                    self._reap(block=False)
+                elif fd in self.streams:
+                    self._read_stream(fd)
+                elif fd == self.stdin_w:
+                    self._write_stdin()
+                elif fd == 0:
+                    self._read_control()
+                if self.reason is not None:
+                    break
+        ended = time.monotonic()
+        # When the main process ends, times out or floods output, everything it started goes.
+        self._kill_tree()
+        self._drain()
+        return self._result(ended - started)
+
+    # -- I/O ------------------------------------------------------------------------------------
+
+    def _read_all(self, fd: int) -> bytes:
+        chunks = []
+        while chunk := os.read(fd, CHUNK_BYTES):
+            chunks.append(chunk)
+        os.close(fd)
+        return b"".join(chunks)
+
+    def _read_stream(self, fd: int) -> bool:
+        """Reads one chunk; False once the stream reached end of file."""
+        try:
+            data = os.read(fd, CHUNK_BYTES)
+        except BlockingIOError:
+            return True
+        if not data:
+            self.poller.unregister(fd)
+            del self.streams[fd]
+            os.close(fd)
+            return False
+        kind = self.streams[fd]
+        room = int(self.limits["max_output_bytes"]) - self.captured[kind]
+        if len(data) > room:
+            # Keep exactly the cap, then stop the run: a flood would otherwise last until timeout.
+            data = data[:max(room, 0)]
+            self.truncated[kind] = True
+            if self.reason is None:
+                self.reason = "output_limit"
+        if data:
+            self.captured[kind] += len(data)
+            _write_frame(kind, data)
+        return True
+
+    def _drain(self) -> None:
+        """Reads what the dead run left in its pipes (bytes past a cap are dropped)."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while self.streams and time.monotonic() < deadline:
+            for fd, _events in self.poller.poll(50):
+                if fd in self.streams:
+                    self._read_stream(fd)
+
+    def _read_control(self) -> None:
+        try:
+            data = os.read(0, CHUNK_BYTES)
+        except BlockingIOError:
+            return
+        if not data:
+            # The service closed its end: nothing more will come; the run goes on to its limits.
+            self.poller.unregister(0)
+            return
+        for kind, payload in self.reader.feed(data):
+            self._on_control(kind, payload)
+        self._update_stdin_interest()
+
+    def _on_control(self, kind: bytes, payload: bytes) -> None:
+        if kind == STDIN:
+            if self.stdin_w >= 0:
+                self.stdin_buffer += payload
+        elif kind == CLOSE_STDIN:
+            self.stdin_close_requested = True
+        elif kind == SIGNAL:
+            try:
+                os.killpg(self.main_pid, int(payload))
+            except (ProcessLookupError, PermissionError, ValueError):
+                pass
+        elif kind == ABORT:
+            self.reason = payload.decode() or "aborted"
+
+    def _update_stdin_interest(self) -> None:
+        if self.stdin_w < 0:
+            return
+        if self.stdin_buffer:
+            self.poller.register(self.stdin_w, select.POLLOUT)
+            self._write_stdin()
+        elif self.stdin_close_requested:
+            self._close_stdin()
+
+    def _write_stdin(self) -> None:
+        """Writes what the pipe takes now; a program that never reads stdin cannot block us."""
+        try:
+            written = os.write(self.stdin_w, self.stdin_buffer[:CHUNK_BYTES])
+            del self.stdin_buffer[:written]
+        except BlockingIOError:
+            return
+        except (BrokenPipeError, OSError):
+            self.stdin_buffer.clear()
+            self._close_stdin()
+            return
+        if not self.stdin_buffer:
+            self.poller.unregister(self.stdin_w)
+            if self.stdin_close_requested:
+                self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self.stdin_w >= 0:
+            try:
+                self.poller.unregister(self.stdin_w)
+            except KeyError:
+                pass
+            os.close(self.stdin_w)
+            self.stdin_w = -1
+
+    # -- processes ------------------------------------------------------------------------------
+
+    def _reap(self, block: bool) -> bool:
+        """Reaps every exited child; False once no child is left."""
+        while True:
+            try:
+                pid, status, rusage = os.wait4(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                return False
+            if pid == 0:
+                return True
+            if pid == self.main_pid:
+                self.main_status, self.main_rusage = status, rusage
+
+    def _descendants(self) -> list[int]:
+        """Every live descendant, found through /proc/<pid>/task/*/children."""
+        found: list[int] = []
+        stack = [os.getpid()]
+        while stack:
+            pid = stack.pop()
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tasks:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/children") as f:
+                        children = [int(c) for c in f.read().split()]
+                except OSError:
+                    continue
+                found.extend(children)
+                stack.extend(children)
+        return found
+
+    def _tree_cpu_s(self) -> float:
+        """CPU seconds of the whole run: live descendants plus everything already reaped."""
+        ticks = 0
+        for pid in self._descendants():
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                # utime, stime, cutime, cstime (fields 14-17 of proc(5))
+                ticks += sum(int(v) for v in fields[11:15])
+            except (OSError, IndexError, ValueError):
+                continue
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ticks / self.clock_ticks + usage.ru_utime + usage.ru_stime
+
+    def _kill_tree(self) -> None:
+        """Kills and reaps everything the run started, until no child of ours is left. We are a
+        subreaper, so orphans of the run re-parent to us and cannot slip out of this loop."""
+        uid = self.spec.get("uid")
+        if uid is not None:
+            # One kill(-1, SIGKILL) as the run's uid reaches every process of the run at once,
+            # double-forked setsid escapees included, and nothing else.
+            rusage = as_uid(uid, self.spec["gid"], lambda: os.kill(-1, signal.SIGKILL))
+            self.helper_cpu_s += rusage.ru_utime + rusage.ru_stime
+        try:
+            os.killpg(self.main_pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        while True:
+            for pid in self._descendants():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if not self._reap(block=False):
+                return
+            time.sleep(0.001)
+
+    # -- the result -----------------------------------------------------------------------------
+
+    def _result(self, wall_s: float) -> dict[str, Any]:
+        if self.main_status is None:  # _kill_tree reaps the main process in every case
+            raise SystemExit("launcher: the main process was not reaped")
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_s = max(0.0, usage.ru_utime + usage.ru_stime - self.helper_cpu_s)
+        main_cpu_s = self.main_rusage.ru_utime + self.main_rusage.ru_stime
+        status = self.main_status
+        exit_code = os.waitstatus_to_exitcode(status)
+        code = exit_code if exit_code >= 0 else None
+        sig = -exit_code if exit_code < 0 else None
+        outcome = self.reason
+        if outcome is None:
+            if sig == signal.SIGXCPU or (
+                sig == signal.SIGKILL and main_cpu_s >= max(1, math.ceil(self.limits["cpu_time_s"])) - 0.05
+            ):
+                outcome = "cpu_limit"
+            elif sig == signal.SIGXFSZ:
+                outcome = "file_size_limit"
+            elif sig is not None:
+                outcome = "signaled"
+            elif code != 0:
+                outcome = "nonzero_exit"
+            else:
+                outcome = "ok"
+        return {
+            "outcome": outcome,
+            "exit_code": code,
+            "signal": sig,
+            "wall_time_s": wall_s,
+            "cpu_time_s": cpu_s,
+            "memory_bytes": self.main_rusage.ru_maxrss * 1024,
+            "stdout_truncated": self.truncated[STDOUT],
+            "stderr_truncated": self.truncated[STDERR],
+        }
+
+
+def as_uid(uid: int, gid: int, action: Any) -> Any:
+    """Runs `action` in a forked helper switched to uid/gid; returns the helper's rusage.
+    Raises OSError when the helper failed."""
+    helper = os.fork()
+    if helper == 0:
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            action()
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
+        os._exit(0)
+    _pid, status, rusage = os.wait4(helper, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(f"could not act as uid {uid}")
+    return rusage
+
+
+def _write_frame(kind: bytes, payload: bytes) -> None:
+    data = memoryview(encode_frame(kind, payload))
+    while data:
+        try:
+            written = os.write(1, data)
+        except InterruptedError:
+            continue
+        except BlockingIOError:
+            select.select([], [1], [])
+            continue
+        data = data[written:]
+
+
+def main() -> None:
+    if len(sys.argv) == 4:
+        # `launcher.py SITE_DIR probe-uid|kill-uid UID`: check that uid switching works, or
+        # kill(-1, SIGKILL) as UID: one call reaches every process of that uid and nothing else.
+        uid = int(sys.argv[3])
+        action = (lambda: None) if sys.argv[2] == "probe-uid" else (
+            lambda: os.kill(-1, signal.SIGKILL))
+        as_uid(uid, uid, action)
+        return
+    sys.path.insert(0, sys.argv[1])
+    import prctl  # noqa: PLC0415 - from the service's site-packages, given on the command line
+
+    # Orphans of the run re-parent to us, so none escapes the final kill loop.
+    prctl.set_child_subreaper(True)
+    # If the service dies, so do we (and, through their own pdeathsig, the programs).
+    prctl.set_pdeathsig(signal.SIGKILL)
+    reader = _FrameReader()
+    spec, pending = _read_spec(reader)
+    supervisor = _Supervisor(spec, prctl, reader, pending)
+    try:
+        result = supervisor.run()
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:  # the service went away; nobody to answer
+            return
+        raise
+    _write_frame(RESULT, json.dumps(result).encode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""File names from requests, made safe to create inside a working directory."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+from .errors import UnsafeName
+
+MAX_NAME_BYTES = 4096
+MAX_COMPONENT_BYTES = 255
+
+
+def resolve_inside(root: Path, name: str) -> Path:
+    """The path `name` names under `root`, refusing anything that could land elsewhere.
+
+    >>> resolve_inside(Path("/w"), "src/./main.cpp")
+    PosixPath('/w/src/main.cpp')
+
+    Absolute names, `..` components, NUL characters, empty names and over-long names raise
+    `UnsafeName`. Symlinks cannot be involved: names are only used before any program ran.
+    """
+    if not name or "\0" in name:
+        raise UnsafeName("file names must be non-empty and contain no NUL character")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise UnsafeName(f"file names must be at most {MAX_NAME_BYTES} bytes")
+    pure = PurePosixPath(name)
+    if pure.is_absolute():
+        raise UnsafeName(f"file name {name!r} must be relative")
+    parts = [part for part in pure.parts if part != "."]
+    if not parts:
+        raise UnsafeName(f"file name {name!r} names no file")
+    for part in parts:
+        if part == "..":
+            raise UnsafeName(f"file name {name!r} must not contain '..'")
+        if len(part.encode()) > MAX_COMPONENT_BYTES:
+            raise UnsafeName(f"each part of a file name must be at most {MAX_COMPONENT_BYTES} bytes")
+    return root.joinpath(*parts)

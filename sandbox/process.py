@@ -1,0 +1,173 @@
+"""Starting the launcher for one run, feeding it, and collecting its result."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import prctl
+
+from . import launcher
+from .errors import LaunchError
+from .limits import Limits
+from .result import Outcome, RunResult
+
+LAUNCHER_PATH = str(Path(launcher.__file__).resolve())
+# The launcher runs with -I -S (no site, no environment) for a fast start; prctl is the one
+# module it needs from site-packages, so it is told where that is.
+PRCTL_DIR = str(Path(prctl.__file__).resolve().parent)
+STDIN_FRAME_BYTES = 1 << 16
+# Time the launcher gets beyond the wall limit to kill, reap and drain before we give up on it.
+BACKSTOP_GRACE_S = 10.0
+
+
+class Stream(enum.Enum):
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
+OutputCallback = Callable[[Stream, bytes], None]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One program to run: absolute argv, the complete environment, its working directory."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: Path
+    limits: Limits
+    uid: int | None = None
+    gid: int | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps({
+            "argv": list(self.argv), "env": dict(self.env), "cwd": str(self.cwd),
+            "limits": self.limits.as_dict(), "uid": self.uid, "gid": self.gid,
+        }).encode()
+
+
+class Process:
+    """A program running under its launcher. Made by `start`; finish with `wait`."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, spec: RunSpec) -> None:
+        self._proc = proc
+        self._spec = spec
+        self._stderr_task = asyncio.create_task(self._read_diagnostics())
+
+    async def _send(self, kind: bytes, payload: bytes = b"") -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        # A launcher that already finished no longer reads; `wait` reports its result anyway.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            stdin.write(launcher.encode_frame(kind, payload))
+            await stdin.drain()
+
+    async def write_stdin(self, data: bytes) -> None:
+        for offset in range(0, len(data), STDIN_FRAME_BYTES):
+            await self._send(launcher.STDIN, data[offset:offset + STDIN_FRAME_BYTES])
+
+    async def close_stdin(self) -> None:
+        """End of input: the program's next read of stdin returns end-of-file."""
+        await self._send(launcher.CLOSE_STDIN)
+
+    async def send_signal(self, signum: int) -> None:
+        """Delivers a signal to the program's process group."""
+        await self._send(launcher.SIGNAL, str(int(signum)).encode())
+
+    async def _read_diagnostics(self) -> bytes:
+        assert self._proc.stderr is not None
+        return await self._proc.stderr.read()
+
+    async def wait(self, on_output: OutputCallback | None = None) -> RunResult:
+        """Collects output until the run ends; calls `on_output` with each chunk as it arrives."""
+        backstop = float(self._spec.limits.wall_timeout_s) + BACKSTOP_GRACE_S
+        try:
+            return await asyncio.wait_for(self._collect(on_output), backstop)
+        except TimeoutError:
+            self._proc.kill()
+            raise LaunchError(f"the launcher did not finish within {backstop:.0f} s") from None
+        finally:
+            if self._proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.kill()
+            await self._proc.wait()
+            self._stderr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stderr_task
+
+    async def _collect(self, on_output: OutputCallback | None) -> RunResult:
+        reader = self._proc.stdout
+        assert reader is not None
+        chunks: dict[bytes, list[bytes]] = {launcher.STDOUT: [], launcher.STDERR: []}
+        interleaved: list[bytes] = []
+        while True:
+            try:
+                kind, length = launcher.HEADER.unpack(await reader.readexactly(launcher.HEADER.size))
+                payload = await reader.readexactly(length)
+            except asyncio.IncompleteReadError:
+                diagnostics = await self._stderr_task
+                raise LaunchError(
+                    "the launcher ended without a result: "
+                    + diagnostics.decode(errors="replace").strip()[-2000:]
+                ) from None
+            if kind == launcher.RESULT:
+                break
+            chunks[kind].append(payload)
+            interleaved.append(payload)
+            if on_output is not None:
+                on_output(Stream.STDOUT if kind == launcher.STDOUT else Stream.STDERR, payload)
+        fields = json.loads(payload)
+        if "error" in fields:
+            raise LaunchError(fields["error"])
+        return RunResult(
+            outcome=Outcome(fields["outcome"]),
+            exit_code=fields["exit_code"],
+            signal=fields["signal"],
+            stdout=b"".join(chunks[launcher.STDOUT]),
+            stderr=b"".join(chunks[launcher.STDERR]),
+            output=b"".join(interleaved),
+            stdout_truncated=fields["stdout_truncated"],
+            stderr_truncated=fields["stderr_truncated"],
+            wall_time_s=fields["wall_time_s"],
+            cpu_time_s=fields["cpu_time_s"],
+            memory_bytes=fields["memory_bytes"],
+        )
+
+
+async def start(spec: RunSpec, python: str) -> Process:
+    """Starts the launcher for `spec` with the interpreter `python`; the program starts at once."""
+    for arg in spec.argv:
+        if "\0" in arg:
+            raise LaunchError("an argument contains a NUL character")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            python, "-I", "-S", "-B", LAUNCHER_PATH, PRCTL_DIR,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            # Nothing of the service's environment reaches the launcher, hence none the program.
+            env={},
+            # Out of the service's process group: a signal to the service's group spares runs,
+            # and runs cannot be reached through it.
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise LaunchError(f"could not start the launcher: {exc}") from exc
+    process = Process(proc, spec)
+    await process._send(launcher.SPEC, spec.to_json())
+    return process
+
+
+async def run(spec: RunSpec, python: str, stdin: bytes = b"") -> RunResult:
+    """Runs one program to its end with `stdin` as its whole input."""
+    process = await start(spec, python)
+    await process.write_stdin(stdin)
+    await process.close_stdin()
+    return await process.wait()

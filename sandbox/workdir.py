@@ -1,0 +1,65 @@
+"""Private working directories: one per jail, unguessable, removed whatever happened."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+PREFIX = "run-"
+
+
+def prepare_root(root: Path) -> None:
+    """Creates the folder that holds every working directory.
+
+    Mode 0711: a run's uid may enter its own directory but cannot list its neighbours' names.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o711)
+
+
+def create_workdir(root: Path, owner: tuple[int, int] | None) -> Path:
+    """A fresh directory under `root`, mode 0700, owned by `owner` (uid, gid) when given."""
+    path = root / (PREFIX + secrets.token_hex(16))
+    os.mkdir(path, 0o700)
+    if owner is not None:
+        os.chown(path, *owner)
+    return path
+
+
+def _make_writable(function: object, path: str, _exc: object) -> None:
+    # A program may leave a directory without write or search permission for its owner, which
+    # stops the removal when the service is not root. Open it without following links (the run is
+    # over, but a planted symlink must never redirect a chmod), grant access, then retry.
+    parent = os.path.dirname(path)
+    for target in (parent, path):
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            os.fchmod(fd, stat.S_IRWXU)
+        finally:
+            os.close(fd)
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def remove_workdir(path: Path) -> None:
+    """Removes `path` and everything in it; never follows symlinks the program planted."""
+    if not path.exists():
+        return
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=_make_writable)
+    else:
+        shutil.rmtree(path, onerror=_make_writable)
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
