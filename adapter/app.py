@@ -1,0 +1,181 @@
+"""The Starlette application: routes, the one error handler, startup and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from runtimes import RuntimesError, UnknownRuntime, execute, source_files, stage_limits
+from sandbox import SandboxError, UnsafeName, harden_service
+
+from .access_log import AccessLog
+from .azure import outcome_of, parse_execute, render_execution
+from .body import read_json
+from .errors import BadRequest, MethodNotAllowed, NotFound, ServiceError
+from .service import VERSION, Service
+from .settings import Settings
+
+log = logging.getLogger("adapter")
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+async def status(request: Request) -> Response:
+    """GET /: what this service is, what it runs, under which limits and confinement."""
+    service = _service(request)
+    problem = service.health_problem()
+    return JSONResponse({
+        "service": "sandbox-service",
+        "version": VERSION,
+        "status": "ready" if problem is None else "unavailable",
+        "problem": problem,
+        "runtimes": [
+            {
+                "language": runtime.name,
+                "version": runtime.version,
+                "aliases": list(runtime.aliases),
+                "compiled": runtime.compiled,
+                "selfTest": (
+                    {"passed": test.passed, "detail": test.detail}
+                    if (test := service.selftests.get(runtime.name)) else None
+                ),
+            }
+            for runtime in service.registry
+        ],
+        "limits": {
+            "ceilings": service.settings.ceilings().as_dict(),
+            "defaults": {
+                runtime.name: {
+                    "run": runtime.run.limits.clamp(service.settings.ceilings()).as_dict(),
+                    "compile": (runtime.compile.limits.clamp(service.settings.ceilings()).as_dict()
+                                if runtime.compile else None),
+                }
+                for runtime in service.registry
+            },
+            "maxBodyBytes": service.settings.max_body_bytes,
+        },
+        "layers": [layer.as_dict() for layer in service.sandbox.layers],
+        "runs": {
+            "running": service.admission.running,
+            "waiting": service.admission.waiting,
+            "maxConcurrent": service.admission.max_running,
+            "maxWaiting": service.admission.max_waiting,
+        },
+        "routes": route_list(service),
+    })
+
+
+async def health(request: Request) -> Response:
+    """GET /health: 200 `ok` once every runtime's self-test passed, else 503 with the reason."""
+    problem = _service(request).health_problem()
+    if problem is None:
+        return PlainTextResponse("ok")
+    return JSONResponse({"message": problem}, status_code=503)
+
+
+async def execute_code(request: Request) -> Response:
+    """POST /{language}/execute and /code/execute: run one program, answer in Azure's shape."""
+    service = _service(request)
+    language = request.path_params.get("language", "python")
+    runtime = service.registry.find(language)
+    request.state.runtime = runtime.name
+    parsed = parse_execute(await read_json(request, service.settings.max_body_bytes),
+                           request.query_params)
+    request.state.identifier = parsed.identifier
+    run_limits, compile_limits = stage_limits(
+        runtime, service.settings.ceilings(),
+        {"wall_timeout_s": parsed.timeout_s, "cpu_time_s": parsed.timeout_s})
+    async with service.admission.slot():
+        execution = await execute(
+            service.sandbox, runtime, source_files(runtime, parsed.code),
+            run_limits=run_limits, compile_limits=compile_limits,
+            stdin=parsed.stdin, args=parsed.args)
+    request.state.outcome = outcome_of(execution)
+    return JSONResponse(render_execution(execution))
+
+
+def route_list(service: Service) -> list[str]:
+    return [
+        "GET /",
+        "GET /health",
+        "POST /code/execute",
+        f"POST /{{language}}/execute for language in {', '.join(service.registry.names())}",
+    ]
+
+
+async def handle_error(request: Request, exc: Exception) -> Response:
+    """The one place where exceptions become responses: JSON `{"message": ...}`."""
+    error: ServiceError
+    if isinstance(exc, ServiceError):
+        error = exc
+    elif isinstance(exc, UnknownRuntime):
+        error = NotFound(str(exc), languages=exc.known)
+    elif isinstance(exc, UnsafeName):
+        error = BadRequest(str(exc))
+    elif isinstance(exc, (SandboxError, RuntimesError)):
+        log.error("the sandbox failed on %s %s: %s", request.method, request.url.path, exc)
+        error = ServiceError(f"the sandbox failed: {exc}")
+    elif isinstance(exc, HTTPException) and exc.status_code == 405:
+        error = MethodNotAllowed(
+            f"{request.method} is not allowed on {request.url.path}",
+            allowed=(exc.headers or {}).get("Allow", ""))
+    elif isinstance(exc, HTTPException) and exc.status_code == 404:
+        error = NotFound(f"no route for {request.method} {request.url.path}",
+                         routes=route_list(_service(request)))
+    elif isinstance(exc, HTTPException):
+        error = ServiceError(str(exc.detail))
+        error.status = exc.status_code
+    else:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        error = ServiceError("internal error of the service; see its log")
+    request.state.error = error.message
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The service, configured from `settings` (default: the environment). Probing the sandbox
+    and loading the runtimes happen here, so a misconfiguration fails before serving."""
+    settings = settings or Settings.from_environ()
+    service = Service.create(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        harden_service()
+        selftests = asyncio.create_task(service.run_selftests())
+        try:
+            yield
+        finally:
+            selftests.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await selftests
+
+    handlers: dict[Any, Any] = {
+        cls: handle_error
+        for cls in (ServiceError, RuntimesError, SandboxError, HTTPException, Exception)
+    }
+    app = Starlette(
+        routes=[
+            Route("/", status, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/code/execute", execute_code, methods=["POST"]),
+            Route("/{language}/execute", execute_code, methods=["POST"]),
+        ],
+        middleware=[Middleware(AccessLog)],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app

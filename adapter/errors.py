@@ -1,0 +1,56 @@
+"""Errors the service answers with. Each carries its HTTP status; `app` turns them into JSON
+responses in exactly one handler.
+
+    ServiceError                 500  the service itself failed
+    ├── BadRequest               400  a field is missing or wrong (the message names its path)
+    ├── NotFound                 404  unknown route or language
+    ├── MethodNotAllowed         405
+    ├── PayloadTooLarge          413
+    ├── UnsupportedMediaType     415
+    └── ServiceBusy              503  too many runs waiting; carries Retry-After
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    status = 500
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+    def body(self) -> dict[str, Any]:
+        return {"message": self.message, **self.extra}
+
+
+class BadRequest(ServiceError):
+    status = 400
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class MethodNotAllowed(ServiceError):
+    status = 405
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+
+
+class ServiceBusy(ServiceError):
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.headers["Retry-After"] = str(retry_after_s)

@@ -1,0 +1,60 @@
+"""The state of one running service: settings, sandbox, runtimes, admission, self-tests."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import time
+from dataclasses import dataclass, field
+
+from runtimes import Registry, SelfTestResult, load_runtimes, run_selftest
+from sandbox import Sandbox
+
+from .admission import Admission
+from .settings import Settings
+
+log = logging.getLogger("adapter")
+
+try:
+    VERSION = importlib.metadata.version("sandbox-service")
+except importlib.metadata.PackageNotFoundError:  # running from a source checkout
+    VERSION = "0.1.0"
+
+
+@dataclass
+class Service:
+    settings: Settings
+    sandbox: Sandbox
+    registry: Registry
+    admission: Admission
+    selftests: dict[str, SelfTestResult] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Service:
+        """Probes the sandbox and loads the runtimes; fails loudly on any misconfiguration."""
+        sandbox = Sandbox(settings.sandbox_config())
+        registry = Registry(load_runtimes(*settings.runtimes_dirs))
+        admission = Admission(settings.max_concurrent_runs, settings.max_queued_runs)
+        return cls(settings, sandbox, registry, admission)
+
+    async def run_selftests(self) -> None:
+        """Runs every runtime's self-test once, in parallel; `/health` waits for all of them."""
+        results = await asyncio.gather(*(
+            run_selftest(self.sandbox, runtime, self.settings.ceilings())
+            for runtime in self.registry))
+        for result in results:
+            self.selftests[result.runtime] = result
+            if not result.passed:
+                log.error("self-test of %s failed: %s", result.runtime, result.detail)
+
+    def health_problem(self) -> str | None:
+        """Why the service cannot run code yet, or None when it can."""
+        pending = [r.name for r in self.registry if r.name not in self.selftests]
+        if pending:
+            return f"self-tests have not finished for: {', '.join(pending)}"
+        failed = [r for r in self.selftests.values() if not r.passed]
+        if failed:
+            return "; ".join(f"self-test of {r.runtime} failed: {r.detail}" for r in failed)
+        return None

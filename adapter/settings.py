@@ -1,0 +1,108 @@
+"""The service's configuration: one frozen `Settings`, read once from the environment.
+
+Every variable has the prefix SANDBOX_ except HOST and PORT, which hosting platforms set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sandbox import Limits, SandboxConfig
+
+MiB = 1024 * 1024
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting is malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    log_level: str = "info"
+    work_root: Path = Path("/tmp/sandbox-service")
+    per_run_uid: str = "auto"  # auto | on | off
+    uid_first: int = 60000
+    uid_count: int = 1000
+    runtimes_dirs: tuple[Path, ...] = ()  # empty: the built-in runtimes
+    max_concurrent_runs: int = max(1, os.cpu_count() or 1)
+    max_queued_runs: int = 64
+    max_body_bytes: int = 10 * MiB
+    # Ceilings: a request may lower any limit, and raise one up to here, never beyond.
+    max_wall_timeout_s: float = 60.0
+    max_cpu_time_s: float = 60.0
+    max_memory_bytes: int = 2048 * MiB
+    max_stack_bytes: int = 256 * MiB
+    max_processes: int = 256
+    max_open_files: int = 1024
+    max_file_bytes: int = 256 * MiB
+    max_output_bytes: int = 1 * MiB  # kept of stdout, and separately of stderr
+
+    def ceilings(self) -> Limits:
+        return Limits(
+            wall_timeout_s=self.max_wall_timeout_s, cpu_time_s=self.max_cpu_time_s,
+            memory_bytes=self.max_memory_bytes, stack_bytes=self.max_stack_bytes,
+            max_processes=self.max_processes, max_open_files=self.max_open_files,
+            max_file_bytes=self.max_file_bytes, max_output_bytes=self.max_output_bytes,
+        )
+
+    def sandbox_config(self) -> SandboxConfig:
+        return SandboxConfig(work_root=self.work_root, per_run_uid=self.per_run_uid,
+                             uid_first=self.uid_first, uid_count=self.uid_count)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Reads every setting from `environ` (default: os.environ); `overrides` win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = field.name.upper() if field.name in ("host", "port") else (
+                "SANDBOX_" + field.name.upper())
+            if name in env:
+                values[field.name] = _parse(name, env[name], _PARSERS[field.name])
+        values.update(overrides)
+        settings = cls(**values)
+        settings._validate()
+        return settings
+
+    def _validate(self) -> None:
+        if self.per_run_uid not in ("auto", "on", "off"):
+            raise SettingsError("SANDBOX_PER_RUN_UID must be auto, on or off")
+        if not 0 < self.port < 65536:
+            raise SettingsError("PORT must be between 1 and 65535")
+        for field in ("uid_count", "max_concurrent_runs", "max_body_bytes"):
+            if getattr(self, field) < 1:
+                raise SettingsError(f"SANDBOX_{field.upper()} must be at least 1")
+        if self.max_queued_runs < 0:
+            raise SettingsError("SANDBOX_MAX_QUEUED_RUNS must not be negative")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name.startswith("max_") and field.name != "max_queued_runs" and value <= 0:
+                raise SettingsError(f"SANDBOX_{field.name.upper()} must be positive")
+
+
+def _parse(name: str, raw: str, parser: Callable[[str], T]) -> T:
+    try:
+        return parser(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
+
+
+def _paths(raw: str) -> tuple[Path, ...]:
+    return tuple(Path(p) for p in raw.split(":") if p)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "host": str, "port": int, "log_level": str.lower, "work_root": Path, "per_run_uid": str.lower,
+    "uid_first": int, "uid_count": int, "runtimes_dirs": _paths, "max_concurrent_runs": int,
+    "max_queued_runs": int, "max_body_bytes": int, "max_wall_timeout_s": float,
+    "max_cpu_time_s": float, "max_memory_bytes": int, "max_stack_bytes": int,
+    "max_processes": int, "max_open_files": int, "max_file_bytes": int, "max_output_bytes": int,
+}
