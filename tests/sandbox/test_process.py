@@ -1,0 +1,211 @@
+"""The sandbox on its own: real launcher, real programs, every outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox import Limits, Outcome, RunResult, Sandbox
+
+from ..utils import IS_ROOT, alive, run_processes
+
+PYTHON = "/usr/bin/python3"
+ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def run(sandbox: Sandbox, code: str, limits: Limits | None = None, stdin: bytes = b"",
+        argv: list[str] | None = None) -> RunResult:
+    async def go() -> RunResult:
+        async with sandbox.jail() as jail:
+            jail.write_file("main.py", code.encode())
+            return await jail.run(argv or [PYTHON, "-u", "main.py"], ENV, limits or Limits(),
+                                  stdin=stdin)
+    return asyncio.run(go())
+
+
+def assert_clean(sandbox: Sandbox) -> None:
+    assert list(sandbox.config.work_root.iterdir()) == []
+    if IS_ROOT:
+        assert run_processes() == []
+
+
+def test_ok_with_stdin_and_separate_streams(sandbox: Sandbox) -> None:
+    result = run(sandbox, "import sys\nprint(sys.stdin.read()[::-1])\nprint('e', file=sys.stderr)",
+                 stdin=b"abc")
+    assert (result.outcome, result.exit_code, result.signal) == (Outcome.OK, 0, None)
+    assert (result.stdout, result.stderr, result.output) == (b"cba\n", b"e\n", b"cba\ne\n")
+    assert result.wall_time_s > 0 and result.cpu_time_s > 0 and result.memory_bytes > 0
+    assert_clean(sandbox)
+
+
+def test_nonzero_exit(sandbox: Sandbox) -> None:
+    result = run(sandbox, "raise SystemExit(3)")
+    assert (result.outcome, result.exit_code) == (Outcome.NONZERO_EXIT, 3)
+
+
+def test_killed_by_signal(sandbox: Sandbox) -> None:
+    result = run(sandbox, "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)")
+    assert (result.outcome, result.exit_code, result.signal) == (Outcome.SIGNALED, None, 11)
+
+
+def test_wall_timeout_kills_a_sleeper(sandbox: Sandbox) -> None:
+    result = run(sandbox, "import time\ntime.sleep(60)", Limits(wall_timeout_s=0.5))
+    assert (result.outcome, result.signal) == (Outcome.WALL_TIMEOUT, signal.SIGKILL)
+    assert 0.5 <= result.wall_time_s < 2
+    assert_clean(sandbox)
+
+
+def test_cpu_limit_stops_a_spin_that_catches_sigxcpu(sandbox: Sandbox) -> None:
+    code = "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True: pass"
+    result = run(sandbox, code, Limits(cpu_time_s=1, wall_timeout_s=10))
+    assert result.outcome is Outcome.CPU_LIMIT
+    assert 0.9 <= result.cpu_time_s < 2 and result.wall_time_s < 5
+
+
+def test_cpu_spread_over_children_counts_in_total(sandbox: Sandbox) -> None:
+    code = "import os\nfor _ in range(3):\n    if os.fork() == 0: break\nwhile True: pass"
+    result = run(sandbox, code, Limits(cpu_time_s=1, wall_timeout_s=10))
+    assert result.outcome is Outcome.CPU_LIMIT
+    assert result.cpu_time_s < 2
+    assert_clean(sandbox)
+
+
+def test_output_capped_at_exactly_the_cap(sandbox: Sandbox) -> None:
+    result = run(sandbox, "import sys\nwhile True: sys.stdout.write('x' * 1000)",
+                 Limits(max_output_bytes=12345))
+    assert result.outcome is Outcome.OUTPUT_LIMIT
+    assert result.stdout == b"x" * 12345 and result.stdout_truncated
+    assert not result.stderr_truncated
+
+
+def test_invalid_utf8_and_nul_bytes_kept_raw(sandbox: Sandbox) -> None:
+    result = run(sandbox, "import sys\nsys.stdout.buffer.write(b'\\xff\\x00\\xfe ok')")
+    assert result.stdout == b"\xff\x00\xfe ok"
+
+
+def test_unread_stdin_does_not_deadlock(sandbox: Sandbox) -> None:
+    result = run(sandbox, "print('done')", stdin=b"y" * (8 << 20))
+    assert (result.outcome, result.stdout) == (Outcome.OK, b"done\n")
+
+
+def test_stdin_that_never_ends_is_end_of_file(sandbox: Sandbox) -> None:
+    result = run(sandbox, "import sys\nprint(len(sys.stdin.read()))", stdin=b"")
+    assert result.stdout == b"0\n"
+
+
+def test_double_forked_setsid_escapee_is_killed(sandbox: Sandbox) -> None:
+    code = ("import os, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            "        print(os.getpid(), flush=True)\n"
+            "        time.sleep(60)\n"
+            "    os._exit(0)\n"
+            "time.sleep(0.5)\n")
+    result = run(sandbox, code)
+    assert result.outcome is Outcome.OK
+    escapee = int(result.stdout)
+    assert not alive(escapee)
+    assert_clean(sandbox)
+
+
+def test_grandchild_holding_stdout_does_not_hold_the_run(sandbox: Sandbox) -> None:
+    code = "import os, time\nif os.fork() == 0:\n    time.sleep(60)\nprint('main done')"
+    started = time.monotonic()
+    result = run(sandbox, code, Limits(wall_timeout_s=20))
+    assert (result.outcome, result.stdout) == (Outcome.OK, b"main done\n")
+    assert time.monotonic() - started < 10
+    assert_clean(sandbox)
+
+
+def test_environment_is_exactly_the_one_given(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    monkeypatch.setenv("SANDBOX_TEST_SECRET", "leak")
+    result = run(sandbox, "import os\nprint(sorted(os.environ.items()))")
+    assert result.stdout.decode() == repr(sorted(ENV.items())) + "\n"
+
+
+def test_rlimits_are_hard(sandbox: Sandbox) -> None:
+    code = ("import resource\n"
+            "for r in ('AS', 'NOFILE', 'FSIZE', 'CORE', 'NPROC', 'STACK', 'CPU'):\n"
+            "    soft, hard = resource.getrlimit(getattr(resource, 'RLIMIT_' + r))\n"
+            "    print(r, soft == hard)\n"
+            "try:\n"
+            "    resource.setrlimit(resource.RLIMIT_AS, (2**40, 2**40))\n"
+            "except ValueError as e: print('raise refused')\n")
+    result = run(sandbox, code)
+    assert result.stdout.decode().split("\n") == [
+        "AS True", "NOFILE True", "FSIZE True", "CORE True", "NPROC True", "STACK True",
+        "CPU True", "raise refused", ""]
+
+
+def test_memory_bomb_fails_inside_the_limit(sandbox: Sandbox) -> None:
+    result = run(sandbox, "x = bytearray(1 << 30)", Limits(memory_bytes=256 << 20))
+    assert result.outcome is Outcome.NONZERO_EXIT  # the runtimes layer names it memory_limit
+    assert result.stderr.endswith(b"MemoryError\n")
+
+
+def test_file_size_limit_kills_a_writer(sandbox: Sandbox) -> None:
+    result = run(sandbox, "", Limits(max_file_bytes=1 << 20),
+                 argv=["/bin/dd", "if=/dev/zero", "of=big", "bs=65536", "count=100"])
+    assert (result.outcome, result.signal) == (Outcome.FILE_SIZE_LIMIT, signal.SIGXFSZ)
+
+
+def test_no_core_file_is_written(sandbox: Sandbox) -> None:
+    code = "import os\nos.abort()"
+    result = run(sandbox, code + "\n")
+    assert (result.outcome, result.signal) == (Outcome.SIGNALED, signal.SIGABRT)
+    assert_clean(sandbox)
+
+
+def test_working_directory_is_private(sandbox: Sandbox) -> None:
+    result = run(sandbox, "import os, stat\nst = os.stat('.')\n"
+                 "print(oct(stat.S_IMODE(st.st_mode)), os.getcwd().rsplit('/', 1)[1][:4])")
+    assert result.stdout == b"0o700 run-\n"
+
+
+@pytest.mark.root
+def test_each_run_has_its_own_uid_and_no_groups(sandbox: Sandbox) -> None:
+    result = run(sandbox, "import os\nprint(os.getuid(), os.getgid(), os.getgroups())")
+    uid, gid, groups = result.stdout.decode().split(" ", 2)
+    assert int(uid) >= 60000 and uid == gid and groups == "[]\n"
+
+
+@pytest.mark.root
+def test_fork_bomb_is_bounded_by_the_process_limit(sandbox: Sandbox) -> None:
+    # Runs only with a per-run uid, where RLIMIT_NPROC is enforced for the bomb alone.
+    code = ("import os, time\n"
+            "while True:\n"
+            "    try:\n"
+            "        os.fork()\n"
+            "    except OSError:\n"
+            "        time.sleep(0.05)\n")
+    result = run(sandbox, code, Limits(wall_timeout_s=2, cpu_time_s=30, max_processes=32))
+    assert result.outcome is Outcome.WALL_TIMEOUT
+    assert_clean(sandbox)
+
+
+def test_missing_program_is_a_sandbox_error(sandbox: Sandbox) -> None:
+    from sandbox import LaunchError
+
+    with pytest.raises(LaunchError, match="could not start the program"):
+        run(sandbox, "", argv=["/nonexistent/binary"])
+    assert_clean(sandbox)
+
+
+def test_workdir_is_removed_even_if_the_program_locked_it(sandbox: Sandbox) -> None:
+    result = run(sandbox, "import os\nos.makedirs('a/b')\nopen('a/b/f', 'w').write('x')\n"
+                 "os.chmod('a/b', 0)\nos.chmod('a', 0)\nos.symlink('/etc', 'link')")
+    assert result.outcome is Outcome.OK
+    assert_clean(sandbox)
+    assert Path("/etc/passwd").exists()
+
+
+def test_peak_memory_reflects_the_program(sandbox: Sandbox) -> None:
+    small = run(sandbox, "pass")
+    big = run(sandbox, "x = bytearray(200 << 20)\nx[::4096] = b'1' * len(x[::4096])")
+    assert big.memory_bytes > small.memory_bytes + (150 << 20)
