@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,7 +61,11 @@ def server() -> Iterator[Server]:
 def app_client() -> Iterator[TestClient]:
     """The app in-process (Starlette's TestClient), for request validation tables."""
     root = make_work_root()
-    app = create_app(Settings.from_environ({}, work_root=root, max_body_bytes=64 * 1024))
+    app = create_app(Settings.from_environ({}, work_root=root, max_body_bytes=1 << 20))
     with TestClient(app, raise_server_exceptions=False) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/health").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/health").text
+            time.sleep(0.05)
         yield client
     shutil.rmtree(root.parent, ignore_errors=True)

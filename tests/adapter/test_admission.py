@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ..utils import Server, assert_nothing_left, make_work_root, run_server
+
+
+@pytest.fixture
+def narrow_server() -> Iterator[Server]:
+    root = make_work_root()
+    with run_server(root, {"SANDBOX_MAX_CONCURRENT_RUNS": "1",
+                           "SANDBOX_MAX_QUEUED_RUNS": "1"}) as server:
+        yield server
+
+
+def test_beyond_the_waiting_line_is_503_with_retry_after(narrow_server: Server) -> None:
+    sleeper = {"properties": {"code": "import time\ntime.sleep(1.5)\nprint('done')"}}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        running = pool.submit(narrow_server.post, "/python/execute", sleeper)
+        time.sleep(0.4)
+        waiting = pool.submit(narrow_server.post, "/python/execute", sleeper)
+        time.sleep(0.4)
+        rejected = narrow_server.post("/python/execute", sleeper)
+        assert rejected.status_code == 503
+        assert rejected.headers["retry-after"] == "1"
+        assert rejected.json()["message"] == (
+            "1 runs are in progress and 1 are waiting; retry shortly")
+        assert narrow_server.health().status_code == 200
+        assert running.result().json()["properties"]["stdout"] == "done\n"
+        assert waiting.result().json()["properties"]["stdout"] == "done\n"
+    assert_nothing_left(narrow_server)
