@@ -21,7 +21,11 @@ def resolve_inside(root: Path, name: str) -> Path:
     """
     if not name or "\0" in name:
         raise UnsafeName("file names must be non-empty and contain no NUL character")
-    if len(name.encode()) > MAX_NAME_BYTES:
+    try:
+        encoded = name.encode()
+    except UnicodeEncodeError:
+        raise UnsafeName("file names must be valid Unicode") from None
+    if len(encoded) > MAX_NAME_BYTES:
         raise UnsafeName(f"file names must be at most {MAX_NAME_BYTES} bytes")
     pure = PurePosixPath(name)
     if pure.is_absolute():

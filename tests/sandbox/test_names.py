@@ -29,6 +29,7 @@ def test_safe_names(name: str, expected: str) -> None:
     (".", "names no file"),
     ("x" * 256, "at most 255 bytes"),
     ("a/" * 2100, "at most 4096 bytes"),
+    ("\udc80.py", "valid Unicode"),
 ])
 def test_unsafe_names(name: str, message: str) -> None:
     with pytest.raises(UnsafeName, match=message):
