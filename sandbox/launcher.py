@@ -6,24 +6,30 @@ fork and execve, which is unsafe inside the threaded asyncio service (no `preexe
 single-threaded and stdlib-only apart from `prctl`, which it imports from SITE_DIR.
 
 The service and the launcher speak length-prefixed frames (`encode_frame`): on the launcher's stdin
-one SPEC frame (JSON), then STDIN data, CLOSE_STDIN, SIGNAL and ABORT frames; on its stdout STDOUT
-and STDERR chunks in arrival order, then one RESULT frame (JSON). The launcher's stderr carries only
+one SPEC frame (a marshalled dict), then STDIN data, CLOSE_STDIN, SIGNAL and ABORT frames; on its
+stdout STDOUT and STDERR chunks in arrival order, then one RESULT frame (a marshalled dict). The launcher's stderr carries only
 its own diagnostics.
 """
 
 from __future__ import annotations
 
+# Every run pays for this process's start, so its imports are the cheapest that do the job:
+# marshal instead of json (which pulls in re), _signal instead of signal (which pulls in enum),
+# typing only for the type checker. The spec and result are plain dicts from a trusted peer.
+import _signal as signal
 import errno
-import json
+import marshal
 import math
 import os
 import resource
 import select
-import signal
 import struct
 import sys
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER = struct.Struct(">cI")
 # service → launcher
@@ -70,7 +76,7 @@ def _read_spec(reader: _FrameReader) -> tuple[dict[str, Any], list[tuple[bytes, 
             kind, payload = frames[0]
             if kind != SPEC:
                 raise SystemExit(f"launcher: expected a spec frame, got {kind!r}")
-            return json.loads(payload), frames[1:]
+            return marshal.loads(payload), frames[1:]
 
 
 def _confine_and_exec(spec: dict[str, Any], prctl: Any, launcher_pid: int,
@@ -492,7 +498,7 @@ def main() -> None:
         if exc.errno == errno.EPIPE:  # the service went away; nobody to answer
             return
         raise
-    _write_frame(RESULT, json.dumps(result).encode())
+    _write_frame(RESULT, marshal.dumps(result))
 
 
 if __name__ == "__main__":

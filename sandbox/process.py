@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
+import marshal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +45,12 @@ class RunSpec:
     uid: int | None = None
     gid: int | None = None
 
-    def to_json(self) -> bytes:
-        return json.dumps({
+    def encode(self) -> bytes:
+        """The spec as the launcher reads it."""
+        return marshal.dumps({
             "argv": list(self.argv), "env": dict(self.env), "cwd": str(self.cwd),
             "limits": self.limits.as_dict(), "uid": self.uid, "gid": self.gid,
-        }).encode()
+        })
 
 
 class Process:
@@ -122,7 +123,7 @@ class Process:
             interleaved.append(payload)
             if on_output is not None:
                 on_output(Stream.STDOUT if kind == launcher.STDOUT else Stream.STDERR, payload)
-        fields = json.loads(payload)
+        fields = marshal.loads(payload)
         if "error" in fields:
             raise LaunchError(fields["error"])
         return RunResult(
@@ -161,7 +162,7 @@ async def start(spec: RunSpec, python: str) -> Process:
     except OSError as exc:
         raise LaunchError(f"could not start the launcher: {exc}") from exc
     process = Process(proc, spec)
-    await process._send(launcher.SPEC, spec.to_json())
+    await process._send(launcher.SPEC, spec.encode())
     return process
 
 

@@ -1,0 +1,142 @@
+"""Latency and throughput of the execute route against floors measured in the same run.
+
+    scripts/bench [--runs N]
+
+Prints, for `print(1)` in Python and a C++ hello: p50/p99 through HTTP at concurrency 1, req/s
+at concurrency 8, and the floor: a bare spawn of the same interpreter (or compiled binary, or
+g++ plus the binary) without the service; then the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+CPP_HELLO = '#include <cstdio>\nint main(){ std::puts("1"); }\n'
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "/usr/local/bin/python3"
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def timed(action: Callable[[], None], runs: int) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def throughput(action: Callable[[], None], runs: int, concurrency: int) -> float:
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda _: action(), range(runs)))
+    return runs / (time.perf_counter() - started)
+
+
+def start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
+           "SANDBOX_WORK_ROOT": str(work / "runs"), "SANDBOX_LOG_LEVEL": "warning",
+           "SANDBOX_MAX_QUEUED_RUNS": "1000"}
+    proc = subprocess.Popen([sys.executable, "-m", "adapter"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the service did not become healthy")
+
+
+def row(name: str, samples: list[float], rps: float | None = None) -> None:
+    p50, p99 = statistics.median(samples), percentile(samples, 0.99)
+    extra = f"{rps:8.1f} req/s" if rps is not None else " " * 14
+    print(f"{name:<44} p50 {p50:8.2f} ms   p99 {p99:8.2f} ms   {extra}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=100, help="samples per Python figure")
+    parser.add_argument("--cpp-runs", type=int, default=10, help="samples per C++ figure")
+    options = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="sandbox-bench-", dir="/tmp"))
+    os.chmod(work, 0o711)
+    proc, url = start_server(work)
+    try:
+        client = httpx.Client(base_url=url, timeout=120)
+
+        def http(language: str, code: str) -> Callable[[], None]:
+            def call() -> None:
+                props = client.post(f"/{language}/execute",
+                                    json={"properties": {"code": code}}).json()["properties"]
+                assert props["stdout"] == "1\n", props
+            return call
+
+        print(f"{os.cpu_count()} CPUs, Python floor {PYTHON}, {options.runs} samples\n")
+        http_py = http("python", "print(1)")
+        http_py()  # warm up
+        py_http = timed(http_py, options.runs)
+        py_rps = throughput(http_py, options.runs * 2, 8)
+        py_floor = timed(lambda: subprocess.run([PYTHON, "-c", "print(1)"], check=True,
+                                                stdout=subprocess.DEVNULL), options.runs)
+        row("python print(1) via HTTP, concurrency 1", py_http)
+        row("python print(1) via HTTP, concurrency 8", py_http, py_rps)
+        row("floor: bare spawn of python3 -c print(1)", py_floor)
+
+        binary = work / "hello"
+        source = work / "hello.cpp"
+        source.write_text(CPP_HELLO)
+        gxx = shutil.which("g++") or "/usr/bin/g++"
+        compile_and_run = [gxx, "-std=gnu++17", "-O2", "-pipe", "-o", str(binary), str(source)]
+        http_cpp = http("cpp", CPP_HELLO)
+        cpp_http = timed(http_cpp, options.cpp_runs)
+        cpp_rps = throughput(http_cpp, options.cpp_runs * 2, 8)
+        cpp_build_floor = timed(lambda: (subprocess.run(compile_and_run, check=True),
+                                         subprocess.run([str(binary)], check=True,
+                                                        stdout=subprocess.DEVNULL)) and None,
+                                options.cpp_runs)
+        cpp_run_floor = timed(lambda: subprocess.run([str(binary)], check=True,
+                                                     stdout=subprocess.DEVNULL) and None,
+                              options.runs)
+        print()
+        row("c++ hello via HTTP (compile + run), conc. 1", cpp_http)
+        row("c++ hello via HTTP (compile + run), conc. 8", cpp_http, cpp_rps)
+        row("floor: bare g++ + run of the binary", cpp_build_floor)
+        row("floor: bare spawn of the compiled binary", cpp_run_floor)
+
+        print("\nratios (p50 through HTTP / p50 of the floor):")
+        print(f"  python print(1):            {statistics.median(py_http) / statistics.median(py_floor):6.2f}x")
+        print(f"  c++ hello vs g++ + run:     {statistics.median(cpp_http) / statistics.median(cpp_build_floor):6.2f}x")
+        print(f"  c++ hello vs binary spawn:  {statistics.median(cpp_http) / statistics.median(cpp_run_floor):6.2f}x")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
