@@ -72,10 +72,13 @@ def start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the service did not become healthy")
 
 
-def row(name: str, samples: list[float], rps: float | None = None) -> None:
+def row(name: str, samples: list[float]) -> None:
     p50, p99 = statistics.median(samples), percentile(samples, 0.99)
-    extra = f"{rps:8.1f} req/s" if rps is not None else " " * 14
-    print(f"{name:<44} p50 {p50:8.2f} ms   p99 {p99:8.2f} ms   {extra}")
+    print(f"{name:<46} p50 {p50:8.2f} ms   p99 {p99:8.2f} ms")
+
+
+def rate_row(name: str, rps: float) -> None:
+    print(f"{name:<46} {rps:8.1f} req/s")
 
 
 def main() -> None:
@@ -104,7 +107,7 @@ def main() -> None:
         py_floor = timed(lambda: subprocess.run([PYTHON, "-c", "print(1)"], check=True,
                                                 stdout=subprocess.DEVNULL), options.runs)
         row("python print(1) via HTTP, concurrency 1", py_http)
-        row("python print(1) via HTTP, concurrency 8", py_http, py_rps)
+        rate_row("python print(1) via HTTP, concurrency 8", py_rps)
         row("floor: bare spawn of python3 -c print(1)", py_floor)
 
         binary = work / "hello"
@@ -124,7 +127,7 @@ def main() -> None:
                               options.runs)
         print()
         row("c++ hello via HTTP (compile + run), conc. 1", cpp_http)
-        row("c++ hello via HTTP (compile + run), conc. 8", cpp_http, cpp_rps)
+        rate_row("c++ hello via HTTP (compile + run), conc. 8", cpp_rps)
         row("floor: bare g++ + run of the binary", cpp_build_floor)
         row("floor: bare spawn of the compiled binary", cpp_run_floor)
 
