@@ -77,9 +77,9 @@ class Settings:
             raise SettingsError("SANDBOX_PER_RUN_UID must be auto, on or off")
         if not 0 < self.port < 65536:
             raise SettingsError("PORT must be between 1 and 65535")
-        for field in ("uid_count", "max_concurrent_runs", "max_body_bytes"):
-            if getattr(self, field) < 1:
-                raise SettingsError(f"SANDBOX_{field.upper()} must be at least 1")
+        for name in ("uid_count", "max_concurrent_runs", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"SANDBOX_{name.upper()} must be at least 1")
         if self.max_queued_runs < 0:
             raise SettingsError("SANDBOX_MAX_QUEUED_RUNS must not be negative")
         for field in dataclasses.fields(self):

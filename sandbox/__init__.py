@@ -15,8 +15,8 @@ from .service import harden_service
 __all__ = [
     "LIMIT_FIELDS",
     "Jail",
-    "Layer",
     "LaunchError",
+    "Layer",
     "Limits",
     "Outcome",
     "OutputCallback",

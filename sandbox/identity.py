@@ -4,8 +4,11 @@ service or another run, and one kill(-1) as that uid ends everything it started.
 from __future__ import annotations
 
 import collections
+import fcntl
+import os
 import subprocess
 import threading
+from pathlib import Path
 
 import psutil
 
@@ -42,18 +45,39 @@ def as_uid(python: str, command: str, uid: int) -> bool:
 
 class UidPool:
     """Hands out uids first-in first-out, so a released uid is the last to be reused; a uid is
-    only handed out again once no process of it lives. The gid equals the uid."""
+    only handed out again once no process of it lives. The gid equals the uid.
 
-    def __init__(self, first: int, count: int, python: str) -> None:
+    Each uid in use is also held by an flock in `lock_dir`, so two services on one machine
+    with overlapping ranges never share a uid (one's kill(-1) would end the other's runs).
+    """
+
+    def __init__(self, first: int, count: int, python: str, lock_dir: Path) -> None:
         self._free = collections.deque(range(first, first + count))
         self._python = python
         self._lock = threading.Lock()
+        self._held: dict[int, int] = {}
+        lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock_dir = lock_dir
+
+    def _claim(self, uid: int) -> bool:
+        fd = os.open(self._lock_dir / f"uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._held[uid] = fd
+        return True
 
     def acquire(self) -> int:
         with self._lock:
-            if not self._free:
-                raise LaunchError("no free uid for a run: raise SANDBOX_UID_COUNT")
-            return self._free.popleft()
+            for _ in range(len(self._free)):
+                uid = self._free.popleft()
+                if self._claim(uid):
+                    return uid
+                self._free.append(uid)  # another service holds it now
+            raise LaunchError("no free uid for a run: raise SANDBOX_UID_COUNT")
 
     def release(self, uid: int, clean: bool) -> None:
         """Returns `uid` to the pool. `clean` says the launcher reaped all of the run; otherwise
@@ -63,4 +87,5 @@ class UidPool:
             if processes_of(uid):
                 return  # never hand out a uid that still has processes: it would share them
         with self._lock:
+            os.close(self._held.pop(uid))
             self._free.append(uid)

@@ -39,6 +39,7 @@ class SandboxConfig:
     per_run_uid: str = "auto"
     uid_first: int = 60000
     uid_count: int = 1000
+    uid_lock_dir: Path = Path("/run/sandbox-service")
     launcher_python: str = sys.executable
 
 
@@ -110,7 +111,8 @@ class Sandbox:
         self._uids = None
         if self.layer("per_run_uid").active:
             _check_searchable(config.work_root)
-            self._uids = UidPool(config.uid_first, config.uid_count, config.launcher_python)
+            self._uids = UidPool(config.uid_first, config.uid_count, config.launcher_python,
+                                 config.uid_lock_dir)
         self.in_flight = 0
 
     def layer(self, name: str) -> Layer:

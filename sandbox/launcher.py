@@ -6,7 +6,7 @@ fork and execve, which is unsafe inside the threaded asyncio service (no `preexe
 single-threaded and stdlib-only apart from `prctl`, which it imports from SITE_DIR.
 
 The service and the launcher speak length-prefixed frames (`encode_frame`): on the launcher's stdin
-one SPEC frame (a marshalled dict), then STDIN data, CLOSE_STDIN, SIGNAL and ABORT frames; on its
+one SPEC frame (a marshalled dict), then STDIN data, CLOSE_STDIN and SIGNAL frames; on its
 stdout STDOUT and STDERR chunks in arrival order, then one RESULT frame (a marshalled dict). The launcher's stderr carries only
 its own diagnostics.
 """
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 HEADER = struct.Struct(">cI")
 # service → launcher
-SPEC, STDIN, CLOSE_STDIN, SIGNAL, ABORT = b"S", b"I", b"C", b"K", b"X"
+SPEC, STDIN, CLOSE_STDIN, SIGNAL = b"S", b"I", b"C", b"K"
 # launcher → service
 STDOUT, STDERR, RESULT = b"O", b"E", b"R"
 
@@ -102,7 +102,7 @@ def _confine_and_exec(spec: dict[str, Any], prctl: Any, launcher_pid: int,
         # Files the program creates are private to its uid.
         os.umask(0o077)
         uid, gid = spec.get("uid"), spec.get("gid")
-        if uid is not None:
+        if uid is not None and gid is not None:
             # A per-run uid: the program cannot signal, ptrace or read /proc of the service or of
             # other runs, and RLIMIT_NPROC (not enforced for root) bounds its processes. Groups
             # are emptied first, or it would keep root's supplementary groups.
@@ -295,8 +295,6 @@ class _Supervisor:
                 os.killpg(self.main_pid, int(payload))
             except (ProcessLookupError, PermissionError, ValueError):
                 pass
-        elif kind == ABORT:
-            self.reason = payload.decode() or "aborted"
 
     def _update_stdin_interest(self) -> None:
         if self.stdin_w < 0:
@@ -483,7 +481,7 @@ def main() -> None:
         as_uid(uid, uid, action)
         return
     sys.path.insert(0, sys.argv[1])
-    import prctl  # noqa: PLC0415 - from the service's site-packages, given on the command line
+    import prctl  # from the service's site-packages, given on the command line
 
     # Orphans of the run re-parent to us, so none escapes the final kill loop.
     prctl.set_child_subreaper(True)
