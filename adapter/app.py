@@ -37,6 +37,7 @@ async def status(request: Request) -> Response:
     """GET /: what this service is, what it runs, under which limits and confinement."""
     service = _service(request)
     problem = service.health_problem()
+    ceilings = service.settings.ceilings()
     return JSONResponse({
         "service": "sandbox-service",
         "version": VERSION,
@@ -56,11 +57,11 @@ async def status(request: Request) -> Response:
             for runtime in service.registry
         ],
         "limits": {
-            "ceilings": service.settings.ceilings().as_dict(),
+            "ceilings": ceilings.as_dict(),
             "defaults": {
                 runtime.name: {
-                    "run": runtime.run.limits.clamp(service.settings.ceilings()).as_dict(),
-                    "compile": (runtime.compile.limits.clamp(service.settings.ceilings()).as_dict()
+                    "run": runtime.run.limits.clamp(ceilings).as_dict(),
+                    "compile": (runtime.compile.limits.clamp(ceilings).as_dict()
                                 if runtime.compile else None),
                 }
                 for runtime in service.registry

@@ -113,7 +113,6 @@ class Sandbox:
             _check_searchable(config.work_root)
             self._uids = UidPool(config.uid_first, config.uid_count, config.launcher_python,
                                  config.uid_lock_dir)
-        self.in_flight = 0
 
     def layer(self, name: str) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
@@ -129,11 +128,9 @@ class Sandbox:
                 self._uids.release(uid, clean=True)
             raise LaunchError(f"could not create a working directory: {exc}") from exc
         jail = Jail(path, uid, self.config.launcher_python)
-        self.in_flight += 1
         try:
             yield jail
         finally:
-            self.in_flight -= 1
             # Off the event loop: removal of a large tree, or killing a lost run's processes,
             # must not stall other requests.
             await asyncio.shield(asyncio.to_thread(self._dispose, jail))

@@ -7,8 +7,8 @@ single-threaded and stdlib-only apart from `prctl`, which it imports from SITE_D
 
 The service and the launcher speak length-prefixed frames (`encode_frame`): on the launcher's stdin
 one SPEC frame (a marshalled dict), then STDIN data, CLOSE_STDIN and SIGNAL frames; on its
-stdout STDOUT and STDERR chunks in arrival order, then one RESULT frame (a marshalled dict). The launcher's stderr carries only
-its own diagnostics.
+stdout STDOUT and STDERR chunks in arrival order, then one RESULT frame (a marshalled dict).
+The launcher's stderr carries only its own diagnostics.
 """
 
 from __future__ import annotations

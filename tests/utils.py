@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -124,8 +125,6 @@ def assert_nothing_left(server: Server) -> None:
 
 def make_work_root() -> Path:
     """A work root whose ancestors per-run uids can search (pytest's tmp_path is 0700)."""
-    import tempfile
-
     parent = Path(tempfile.mkdtemp(prefix="sandbox-test-", dir="/tmp"))
     os.chmod(parent, 0o711)
     return parent / "work"

@@ -147,12 +147,14 @@ def test_memory_bomb_fails_inside_the_limit(sandbox: Sandbox) -> None:
     result = run(sandbox, "x = bytearray(1 << 30)", Limits(memory_bytes=256 << 20))
     assert result.outcome is Outcome.NONZERO_EXIT  # the runtimes layer names it memory_limit
     assert result.stderr.endswith(b"MemoryError\n")
+    assert_clean(sandbox)
 
 
 def test_file_size_limit_kills_a_writer(sandbox: Sandbox) -> None:
     result = run(sandbox, "", Limits(max_file_bytes=1 << 20),
                  argv=["/bin/dd", "if=/dev/zero", "of=big", "bs=65536", "count=100"])
     assert (result.outcome, result.signal) == (Outcome.FILE_SIZE_LIMIT, signal.SIGXFSZ)
+    assert_clean(sandbox)
 
 
 def test_no_core_file_is_written(sandbox: Sandbox) -> None:
