@@ -68,7 +68,7 @@ async def status(request: Request) -> Response:
             },
             "maxBodyBytes": service.settings.max_body_bytes,
         },
-        "layers": [layer.as_dict() for layer in service.sandbox.layers],
+        "layers": [layer.as_dict() for layer in service.sandbox.layers.all],
         "runs": {
             "running": service.admission.running,
             "waiting": service.admission.waiting,

@@ -28,7 +28,11 @@ class Settings:
     port: int = 8080
     log_level: str = "info"
     work_root: Path = Path("/tmp/sandbox-service")
-    per_run_uid: str = "auto"  # auto | on | off
+    # Confinement layers: auto (when the machine allows) | on (required) | off.
+    per_run_uid: str = "auto"
+    seccomp: str = "auto"
+    landlock: str = "auto"
+    tmpfs: str = "auto"
     uid_first: int = 60000
     uid_count: int = 1000
     runtimes_dirs: tuple[Path, ...] = ()  # empty: the built-in runtimes
@@ -44,6 +48,9 @@ class Settings:
     max_open_files: int = 1024
     max_file_bytes: int = 256 * MiB
     max_output_bytes: int = 1 * MiB  # kept of stdout, and separately of stderr
+    # What one request's working directory may hold (source, compiler output, program files).
+    max_disk_bytes: int = 256 * MiB
+    max_disk_files: int = 10000
 
     def ceilings(self) -> Limits:
         return Limits(
@@ -55,7 +62,9 @@ class Settings:
 
     def sandbox_config(self) -> SandboxConfig:
         return SandboxConfig(work_root=self.work_root, per_run_uid=self.per_run_uid,
-                             uid_first=self.uid_first, uid_count=self.uid_count)
+                             uid_first=self.uid_first, uid_count=self.uid_count,
+                             seccomp=self.seccomp, landlock=self.landlock, tmpfs=self.tmpfs,
+                             disk_bytes=self.max_disk_bytes, disk_files=self.max_disk_files)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -73,8 +82,9 @@ class Settings:
         return settings
 
     def _validate(self) -> None:
-        if self.per_run_uid not in ("auto", "on", "off"):
-            raise SettingsError("SANDBOX_PER_RUN_UID must be auto, on or off")
+        for layer in ("per_run_uid", "seccomp", "landlock", "tmpfs"):
+            if getattr(self, layer) not in ("auto", "on", "off"):
+                raise SettingsError(f"SANDBOX_{layer.upper()} must be auto, on or off")
         if not 0 < self.port < 65536:
             raise SettingsError("PORT must be between 1 and 65535")
         for name in ("uid_count", "max_concurrent_runs", "max_body_bytes"):
@@ -101,6 +111,8 @@ def _paths(raw: str) -> tuple[Path, ...]:
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": str, "port": int, "log_level": str.lower, "work_root": Path, "per_run_uid": str.lower,
+    "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "max_disk_bytes": int,
+    "max_disk_files": int,
     "uid_first": int, "uid_count": int, "runtimes_dirs": _paths, "max_concurrent_runs": int,
     "max_queued_runs": int, "max_body_bytes": int, "max_wall_timeout_s": float,
     "max_cpu_time_s": float, "max_memory_bytes": int, "max_stack_bytes": int,

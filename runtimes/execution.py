@@ -113,12 +113,14 @@ async def execute(
             argv, env = _expand(runtime.compile, runtime, jail, main,
                                 _compile_sources(runtime, files), args)
             compiled = _classify_memory(
-                await jail.run(argv, env, compile_limits or runtime.compile.limits),
+                await jail.run(argv, env, compile_limits or runtime.compile.limits,
+                               read_paths=runtime.read_paths),
                 runtime.compile)
             if not compiled.ok:
                 return Execution(runtime, compiled, None)
         argv, env = _expand(runtime.run, runtime, jail, main, (), args)
-        result = await jail.run(argv, env, run_limits, stdin=stdin, on_output=on_output)
+        result = await jail.run(argv, env, run_limits, stdin=stdin, on_output=on_output,
+                                read_paths=runtime.read_paths)
         return Execution(runtime, compiled, _classify_memory(result, runtime.run))
 
 

@@ -12,7 +12,7 @@ import string
 import subprocess
 import tomllib
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sandbox import LIMIT_FIELDS, Limits
@@ -24,7 +24,7 @@ BUILTIN_DIR = Path(__file__).resolve().parent
 LIST_PLACEHOLDERS = ("{args...}", "{sources...}")
 FIXED_PLACEHOLDERS = ("workdir", "source")
 TOP_KEYS = {"name", "aliases", "source_file", "compile_sources", "executables", "version",
-            "compile", "run", "selftest"}
+            "compile", "run", "selftest", "read_paths"}
 STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers"}
 VERSION_TIMEOUT_S = 20
 
@@ -145,6 +145,20 @@ def _read_version(reader: _Reader, executables: Mapping[str, str]) -> str:
     return match.group(1) if match.groups() else match.group(0)
 
 
+def _read_paths(reader: _Reader, executables: Mapping[str, str]) -> tuple[str, ...]:
+    """What the runtime's programs may read and execute under Landlock: absolute folders or
+    files, which must hold every resolved executable."""
+    paths = reader.str_list("read_paths", empty=False)
+    for path in paths:
+        if not PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts:
+            raise reader.fail("read_paths", f"{path!r} must be an absolute path without '..'")
+    for name, executable in executables.items():
+        real = Path(executable).resolve()
+        if not any(real.is_relative_to(Path(p).resolve()) for p in paths):
+            raise reader.fail("read_paths", f"covers no folder of executable {name} ({real})")
+    return tuple(paths)
+
+
 def load_runtime(path: Path) -> Runtime:
     """Loads and validates one runtime description, resolving its toolchain and version."""
     try:
@@ -164,6 +178,7 @@ def load_runtime(path: Path) -> Runtime:
     compile_sources = reader.str_list("compile_sources", default=[])
     if compile_stage is not None and "{sources...}" in compile_stage.argv and not compile_sources:
         raise reader.fail("compile_sources", "is needed when compile.argv uses {sources...}")
+    read_paths = _read_paths(reader, executables)
     selftest = reader.sub("selftest")
     assert selftest is not None
     selftest.check_keys({"code", "stdout", "stdin"})
@@ -176,6 +191,7 @@ def load_runtime(path: Path) -> Runtime:
         compile=compile_stage,
         run=run_stage,
         compile_sources=tuple(compile_sources),
+        read_paths=read_paths,
         selftest=SelfTest(code=selftest.text("code"), stdout=str(selftest.table.get("stdout", "")),
                           stdin=str(selftest.table.get("stdin", ""))),
         path=path,

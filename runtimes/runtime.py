@@ -43,6 +43,7 @@ class Runtime:
     selftest: SelfTest
     compile: Stage | None = None
     compile_sources: tuple[str, ...] = ()
+    read_paths: tuple[str, ...] = ()  # what its programs may read and execute (Landlock)
     path: Path | None = None
 
     @property

@@ -17,12 +17,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import landlock
 from .errors import LaunchError, SandboxError
 from .identity import UidPool
-from .layers import Layer, probe_layers
+from .layers import Layers, probe_layers
 from .limits import Limits
+from .mounts import mount_tmpfs, unmount
 from .names import resolve_inside
-from .process import OutputCallback, Process, RunSpec, start
+from .process import DiskBound, OutputCallback, Process, RunSpec, start
 from .result import RunResult
 from .workdir import create_workdir, prepare_root, remove_workdir
 
@@ -31,8 +33,8 @@ from .workdir import create_workdir, prepare_root, remove_workdir
 class SandboxConfig:
     """How the sandbox is set up on this machine.
 
-    `per_run_uid`: "auto" uses per-run uids when the service is root and switching works, "on"
-    requires them (startup fails otherwise), "off" never switches.
+    `per_run_uid`, `seccomp`, `landlock`, `tmpfs`: "auto" uses the layer when the machine allows
+    it, "on" requires it (startup fails otherwise), "off" never uses it.
     """
 
     work_root: Path
@@ -41,15 +43,21 @@ class SandboxConfig:
     uid_count: int = 1000
     uid_lock_dir: Path = Path("/run/sandbox-service")
     launcher_python: str = sys.executable
+    seccomp: str = "auto"
+    landlock: str = "auto"
+    tmpfs: str = "auto"
+    # The bound on one jail's working directory (the disk it may fill), whichever layer keeps it.
+    disk_bytes: int = 256 * 1024 * 1024
+    disk_files: int = 10000
 
 
 class Jail:
     """One request's working directory and uid. Made by `Sandbox.jail`."""
 
-    def __init__(self, path: Path, uid: int | None, python: str) -> None:
+    def __init__(self, path: Path, uid: int | None, sandbox: Sandbox) -> None:
         self.path = path
         self.uid = uid
-        self._python = python
+        self._sandbox = sandbox
         self.clean = True  # False once a launcher was lost: its processes may have survived
 
     def write_file(self, name: str, data: bytes) -> Path:
@@ -73,16 +81,28 @@ class Jail:
             os.chown(path, self.uid, self.uid, follow_symlinks=False)
 
     async def start(self, argv: Sequence[str], env: Mapping[str, str], limits: Limits,
-                    cwd: Path | None = None) -> Process:
-        """Starts a program in the jail; feed it and `wait` for it."""
-        spec = RunSpec(argv=tuple(argv), env=dict(env), cwd=cwd or self.path, limits=limits,
-                       uid=self.uid, gid=self.uid)
-        return await start(spec, self._python)
+                    read_paths: Sequence[str] = landlock.SYSTEM_READ_PATHS) -> Process:
+        """Starts a program in the jail; feed it and `wait` for it. Under Landlock it may read
+        and execute only `read_paths` (and a few devices), and write only in the jail."""
+        sandbox = self._sandbox
+        config = sandbox.config
+        layers = sandbox.layers
+        spec = RunSpec(
+            argv=tuple(argv), env=dict(env), cwd=self.path, limits=limits, uid=self.uid,
+            gid=self.uid,
+            landlock=(landlock.ruleset(layers.landlock_abi, read_paths, (str(self.path),))
+                      if layers.landlock_abi else None),
+            seccomp=layers.active("seccomp"),
+            disk=DiskBound(config.disk_bytes, config.disk_files,
+                           watchdog=not layers.active("tmpfs")),
+        )
+        return await start(spec, config.launcher_python)
 
     async def run(self, argv: Sequence[str], env: Mapping[str, str], limits: Limits,
-                  stdin: bytes = b"", on_output: OutputCallback | None = None) -> RunResult:
+                  stdin: bytes = b"", on_output: OutputCallback | None = None,
+                  read_paths: Sequence[str] = landlock.SYSTEM_READ_PATHS) -> RunResult:
         """Runs a program in the jail to its end with `stdin` as its whole input."""
-        process = await self.start(argv, env, limits)
+        process = await self.start(argv, env, limits, read_paths)
         try:
             await process.write_stdin(stdin)
             await process.close_stdin()
@@ -107,27 +127,30 @@ class Sandbox:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         prepare_root(config.work_root)
-        self.layers: tuple[Layer, ...] = probe_layers(config)
+        self.layers: Layers = probe_layers(config)
         self._uids = None
-        if self.layer("per_run_uid").active:
+        if self.layers.active("per_run_uid"):
             _check_searchable(config.work_root)
             self._uids = UidPool(config.uid_first, config.uid_count, config.launcher_python,
                                  config.uid_lock_dir)
-
-    def layer(self, name: str) -> Layer:
-        return next(layer for layer in self.layers if layer.name == name)
 
     @contextlib.asynccontextmanager
     async def jail(self) -> AsyncIterator[Jail]:
         """A fresh jail, removed with every file and process of it when the block ends."""
         uid = self._uids.acquire() if self._uids is not None else None
+        owner = (uid, uid) if uid is not None else None
+        path = None
         try:
-            path = create_workdir(self.config.work_root, (uid, uid) if uid is not None else None)
+            path = create_workdir(self.config.work_root, owner)
+            if self.layers.active("tmpfs"):
+                mount_tmpfs(path, self.config.disk_bytes, self.config.disk_files, owner)
         except OSError as exc:
+            if path is not None:
+                remove_workdir(path)
             if self._uids is not None and uid is not None:
                 self._uids.release(uid, clean=True)
             raise LaunchError(f"could not create a working directory: {exc}") from exc
-        jail = Jail(path, uid, self.config.launcher_python)
+        jail = Jail(path, uid, self)
         try:
             yield jail
         finally:
@@ -140,4 +163,7 @@ class Sandbox:
             if self._uids is not None and jail.uid is not None:
                 self._uids.release(jail.uid, clean=jail.clean)
         finally:
+            # The run is over and its processes are dead: detaching the tmpfs drops every file
+            # at once; then the (empty) mount point goes.
+            unmount(jail.path)
             remove_workdir(jail.path)

@@ -37,9 +37,17 @@ SPEC, STDIN, CLOSE_STDIN, SIGNAL = b"S", b"I", b"C", b"K"
 # launcher → service
 STDOUT, STDERR, RESULT = b"O", b"E", b"R"
 
+# x86_64 syscall numbers (the seccomp filter refuses every other ABI).
+SYS_SECCOMP = 317
+SECCOMP_SET_MODE_FILTER = 1
+LANDLOCK_CREATE_RULESET, LANDLOCK_ADD_RULE, LANDLOCK_RESTRICT_SELF = 444, 445, 446
+LANDLOCK_RULE_PATH_BENEATH = 1
+
 CHUNK_BYTES = 65536
 CPU_CHECK_INTERVAL_S = 0.05
 DRAIN_TIMEOUT_S = 1.0
+# A working directory with less room than this left counts as full.
+FULL_BELOW_BYTES = 65536
 
 
 def encode_frame(kind: bytes, payload: bytes = b"") -> bytes:
@@ -79,7 +87,73 @@ def _read_spec(reader: _FrameReader) -> tuple[dict[str, Any], list[tuple[bytes, 
             return marshal.loads(payload), frames[1:]
 
 
-def _confine_and_exec(spec: dict[str, Any], prctl: Any, launcher_pid: int,
+def _load_libc() -> Any:
+    # Imported only when a run needs it; CDLL by soname, as find_library would fork ldconfig.
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
+def _syscall(libc: Any, what: str, number: int, *args: Any) -> int:
+    import ctypes
+
+    result = int(libc.syscall(number, *args))
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def _restrict_filesystem(libc: Any, ruleset: dict[str, Any]) -> None:
+    """Landlock: from here on this process and its descendants may use only the ruled paths
+    (and no TCP, and may not signal outside the run, as the masks say). See sandbox.landlock."""
+    import ctypes
+
+    abi = ruleset["abi"]
+    # struct landlock_ruleset_attr grew with the ABI: give the kernel the size it knows.
+    size = 8 if abi < 4 else 16 if abi < 6 else 24
+    attr = ctypes.create_string_buffer(
+        struct.pack("=QQQ", ruleset["handled_fs"], ruleset["handled_net"], ruleset["scoped"])[:size],
+        size)
+    ruleset_fd = _syscall(libc, "landlock_create_ruleset", LANDLOCK_CREATE_RULESET, attr,
+                          ctypes.c_size_t(size), ctypes.c_uint32(0))
+    try:
+        for path, rights in ruleset["rules"]:
+            try:
+                path_fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # runtimes list folders that only some images have (/lib64, /usr/local)
+            try:
+                if not os.path.isdir(path):
+                    rights &= ruleset["file_rights"]
+                # struct landlock_path_beneath_attr is packed: u64 rights, s32 fd.
+                rule = ctypes.create_string_buffer(struct.pack("=Qi", rights, path_fd), 12)
+                _syscall(libc, f"landlock_add_rule({path})", LANDLOCK_ADD_RULE, ruleset_fd,
+                         ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), rule, ctypes.c_uint32(0))
+            finally:
+                os.close(path_fd)
+        _syscall(libc, "landlock_restrict_self", LANDLOCK_RESTRICT_SELF, ruleset_fd,
+                 ctypes.c_uint32(0))
+    finally:
+        os.close(ruleset_fd)
+
+
+def _load_seccomp(libc: Any, bpf: bytes) -> None:
+    """Installs the run's seccomp filter (compiled by sandbox.syscall_filter); inherited by every
+    descendant and impossible to remove."""
+    import ctypes
+
+    program = ctypes.create_string_buffer(bpf, len(bpf))
+    # struct sock_fprog: unsigned short len (in 8-byte instructions), padding, the pointer.
+    fprog = ctypes.create_string_buffer(
+        struct.pack("=H6xQ", len(bpf) // 8, ctypes.addressof(program)), 16)
+    _syscall(libc, "seccomp", SYS_SECCOMP, ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+             ctypes.c_uint(0), fprog)
+
+
+def _confine_and_exec(spec: dict[str, Any], prctl: Any, libc: Any, launcher_pid: int,
                       stdin_r: int, out_w: int, err_w: int, errpipe_w: int) -> None:
     """In the forked child: apply every confinement, then execve. Never returns."""
     try:
@@ -114,6 +188,12 @@ def _confine_and_exec(spec: dict[str, Any], prctl: Any, launcher_pid: int,
         prctl.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != launcher_pid:
             os._exit(137)
+        # No setuid binary or file capability can raise the program's privileges again; also
+        # what lets an unprivileged process install Landlock rules and a seccomp filter.
+        prctl.set_no_new_privs(True)
+        if spec.get("landlock"):
+            # Before the rlimits: it needs a few descriptors, and RLIMIT_NOFILE may be tiny.
+            _restrict_filesystem(libc, spec["landlock"])
         limits = spec["limits"]
         cpu_s = max(1, math.ceil(limits["cpu_time_s"]))
         # soft = hard everywhere, or the program raises its soft limit back.
@@ -134,8 +214,9 @@ def _confine_and_exec(spec: dict[str, Any], prctl: Any, launcher_pid: int,
             (resource.RLIMIT_CORE, 0),
         ):
             resource.setrlimit(resource_id, (value, value))
-        # No setuid binary or file capability can raise the program's privileges again.
-        prctl.set_no_new_privs(True)
+        if spec.get("seccomp"):
+            # Last, so nothing above needs a syscall the filter refuses.
+            _load_seccomp(libc, spec["seccomp"])
         argv = spec["argv"]
         os.execve(argv[0], argv, spec["env"])
     except BaseException as exc:  # noqa: BLE001 - anything must reach the launcher, then exit
@@ -174,9 +255,11 @@ class _Supervisor:
         err_r, err_w = os.pipe()
         errpipe_r, errpipe_w = os.pipe2(os.O_CLOEXEC)
         started = time.monotonic()
+        libc = _load_libc() if self.spec.get("landlock") or self.spec.get("seccomp") else None
         pid = os.fork()
         if pid == 0:
-            _confine_and_exec(self.spec, self.prctl, os.getppid(), stdin_r, out_w, err_w, errpipe_w)
+            _confine_and_exec(self.spec, self.prctl, libc, os.getppid(), stdin_r, out_w, err_w,
+                              errpipe_w)
         self.main_pid = pid
         for fd in (stdin_r, out_w, err_w, errpipe_w):
             os.close(fd)
@@ -201,6 +284,8 @@ class _Supervisor:
 
         deadline = started + float(self.limits["wall_timeout_s"])
         next_cpu_check = started + CPU_CHECK_INTERVAL_S
+        disk = self.spec.get("disk")
+        next_disk_check = started + CPU_CHECK_INTERVAL_S if disk and disk["watchdog"] else math.inf
         while self.main_status is None and self.reason is None:
             now = time.monotonic()
             if now >= deadline:
@@ -212,6 +297,13 @@ class _Supervisor:
                     self.reason = "cpu_limit"
                     break
                 next_cpu_check = now + CPU_CHECK_INTERVAL_S
+            if disk and now >= next_disk_check:
+                if _exceeds_disk(self.spec["cwd"], disk["bytes"], disk["files"]):
+                    self.reason = "disk_limit"
+                    break
+                # Walking a large tree costs time: never spend more than a tenth of it walking.
+                spent = time.monotonic() - now
+                next_disk_check = time.monotonic() + max(CPU_CHECK_INTERVAL_S, 10 * spent)
             timeout_ms = max(0, math.ceil((min(deadline, next_cpu_check) - now) * 1000))
             for fd, _events in poller.poll(timeout_ms):
                 if fd == pidfd:
@@ -427,6 +519,10 @@ class _Supervisor:
                 outcome = "nonzero_exit"
             else:
                 outcome = "ok"
+            disk = self.spec.get("disk")
+            if outcome in ("signaled", "nonzero_exit") and disk and _is_full(self.spec["cwd"]):
+                # The program failed on a full working directory (ENOSPC from its tmpfs).
+                outcome = "disk_limit"
         return {
             "outcome": outcome,
             "exit_code": code,
@@ -437,6 +533,49 @@ class _Supervisor:
             "stdout_truncated": self.truncated[STDOUT],
             "stderr_truncated": self.truncated[STDERR],
         }
+
+
+def _exceeds_disk(root: str, max_bytes: int, max_files: int) -> bool:
+    """Whether the tree under `root` holds more than `max_bytes` (allocated blocks) or
+    `max_files` entries. Never follows symlinks; stops as soon as it knows."""
+    used_bytes, files = 0, 0
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = os.scandir(folder)
+        except PermissionError:
+            # A folder the program made unreadable to hide what it holds: as its owner (runs
+            # share our uid when we are not root) give it back, then look again.
+            try:
+                os.chmod(folder, 0o700, follow_symlinks=False)
+                entries = os.scandir(folder)
+            except OSError:
+                continue
+        except OSError:
+            continue  # removed meanwhile
+        with entries:
+            for entry in entries:
+                files += 1
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                used_bytes += info.st_blocks * 512
+                if used_bytes > max_bytes or files > max_files:
+                    return True
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return False
+
+
+def _is_full(root: str) -> bool:
+    """Whether the filesystem holding `root` has (almost) no room or no inodes left."""
+    try:
+        fs = os.statvfs(root)
+    except OSError:
+        return False
+    return fs.f_bavail * fs.f_frsize < FULL_BELOW_BYTES or fs.f_favail == 0
 
 
 def as_uid(uid: int, gid: int, action: Any) -> Any:
@@ -483,6 +622,8 @@ def main() -> None:
     sys.path.insert(0, sys.argv[1])
     import prctl  # from the service's site-packages, given on the command line
 
+    # When runs share our uid, the program must not ptrace us or read our memory through /proc.
+    prctl.set_dumpable(False)
     # Orphans of the run re-parent to us, so none escapes the final kill loop.
     prctl.set_child_subreaper(True)
     # If the service dies, so do we (and, through their own pdeathsig, the programs).

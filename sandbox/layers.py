@@ -1,16 +1,31 @@
-"""The confinement layers, probed once at startup: which are active here, and why not."""
+"""The confinement layers, probed once at startup: which are active here, and why not.
+
+Each optional layer has a mode: "auto" uses it when the machine allows it, "on" requires it
+(startup fails with the reason when it is missing), "off" never uses it.
+"""
 
 from __future__ import annotations
 
+import marshal
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import landlock, launcher
 from .errors import SandboxError
 from .identity import as_uid
+from .limits import Limits
+from .mounts import probe_tmpfs
+from .process import LAUNCHER_PATH, PRCTL_DIR, RunSpec
 
 if TYPE_CHECKING:
     from .jail import SandboxConfig
+
+MODES = ("auto", "on", "off")
+PROBE_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,8 @@ ALWAYS = (
           "launcher"),
     Layer("workdir", True, "a fresh private working directory (0700, unguessable name) per "
           "request, removed afterwards"),
+    Layer("dumpable", True, "the service and launchers are not dumpable: no ptrace, no "
+          "/proc/<pid>/environ or mem, even for a program of the same uid"),
 )
 
 
@@ -50,9 +67,108 @@ def _probe_uid_switch(config: SandboxConfig) -> Layer:
     return Layer(name, True, f"each request runs as its own uid from {config.uid_first}-{last}")
 
 
-def probe_layers(config: SandboxConfig) -> tuple[Layer, ...]:
+def probe_run(python: str, *, ruleset: landlock.Ruleset | None = None,
+              seccomp: bool = False) -> str:
+    """Runs /bin/true through a real launcher under the given layers; '' when it succeeded,
+    else what went wrong. Used at startup, before the event loop runs."""
+    true = shutil.which("true", path="/usr/bin:/bin")
+    if true is None:
+        return "no /bin/true to probe with"
+    spec = RunSpec(argv=(true,), env={}, cwd=Path("/"), limits=Limits(wall_timeout_s=10),
+                   landlock=ruleset, seccomp=seccomp)
+    try:
+        proc = subprocess.Popen([python, "-I", "-S", "-B", LAUNCHER_PATH, PRCTL_DIR],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env={}, start_new_session=True)
+        out, err = proc.communicate(
+            launcher.encode_frame(launcher.SPEC, spec.encode(proc.pid))
+            + launcher.encode_frame(launcher.CLOSE_STDIN), timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        return f"the probe run failed: {exc}"
+    frames = launcher._FrameReader().feed(out)
+    if not frames or frames[-1][0] != launcher.RESULT:
+        return "the probe run ended without a result: " + err.decode(errors="replace")[-500:]
+    result = marshal.loads(frames[-1][1])
+    if "error" in result:
+        return str(result["error"])
+    if result["outcome"] != "ok":
+        return f"the probe run ended with {result['outcome']}"
+    return ""
+
+
+def _probe_seccomp(config: SandboxConfig) -> Layer:
+    name = "seccomp"
+    if config.seccomp == "off":
+        return Layer(name, False, "turned off by configuration")
+    try:
+        from .syscall_filter import build_filter
+
+        build_filter({1})
+    except (OSError, AttributeError, RuntimeError) as exc:
+        return Layer(name, False, f"libseccomp is unusable: {exc}")
+    problem = probe_run(config.launcher_python, seccomp=True)
+    if problem:
+        return Layer(name, False, problem)
+    return Layer(name, True, "x86_64 syscalls only; sockets only AF_UNIX (no network); ptrace, "
+                 "io_uring, namespaces, mount, bpf, keyctl, userfaultfd, perf_event_open and "
+                 "kin refused; no signal, pidfd or prlimit aimed at the service or launcher")
+
+
+def _probe_landlock(config: SandboxConfig) -> tuple[Layer, int]:
+    name = "landlock"
+    if config.landlock == "off":
+        return Layer(name, False, "turned off by configuration"), 0
+    abi, why_not = landlock.probe_abi()
+    if abi == 0:
+        return Layer(name, False, why_not), 0
+    problem = probe_run(config.launcher_python,
+                        ruleset=landlock.ruleset(abi, landlock.SYSTEM_READ_PATHS, ()))
+    if problem:
+        return Layer(name, False, f"ABI {abi}, but a confined run failed: {problem}"), 0
+    what = ["files: read the runtime's folders, write only the working directory"]
+    what.append("TCP bind/connect refused" if abi >= 4 else "no TCP rules (ABI < 4)")
+    what.append("signals and abstract sockets scoped to the run" if abi >= 6
+                else "no signal scoping (ABI < 6)")
+    return Layer(name, True, f"ABI {abi}: " + "; ".join(what)), abi
+
+
+def _probe_tmpfs(config: SandboxConfig) -> Layer:
+    name = "tmpfs"
+    if config.tmpfs == "off":
+        return Layer(name, False, "turned off by configuration")
+    problem = probe_tmpfs(config.work_root)
+    if problem:
+        return Layer(name, False, problem + " (needs CAP_SYS_ADMIN)")
+    return Layer(name, True, f"each working directory is a tmpfs of {config.disk_bytes} bytes "
+                 f"and {config.disk_files} files")
+
+
+@dataclass(frozen=True)
+class Layers:
+    """The layers found at startup, and what runs need to apply them."""
+
+    all: tuple[Layer, ...]
+    landlock_abi: int  # 0 when Landlock is not used
+
+    def active(self, name: str) -> bool:
+        return any(layer.name == name and layer.active for layer in self.all)
+
+
+def _require(mode: str, layer: Layer) -> Layer:
+    if mode == "on" and not layer.active:
+        raise SandboxError(f"the {layer.name} layer is required but unavailable: {layer.detail}")
+    return layer
+
+
+def probe_layers(config: SandboxConfig) -> Layers:
     """Every layer with whether it is active; fails when a required layer is missing."""
-    uid_layer = _probe_uid_switch(config)
-    if config.per_run_uid == "on" and not uid_layer.active:
-        raise SandboxError(f"per-run uids are required but unavailable: {uid_layer.detail}")
-    return (*ALWAYS, uid_layer)
+    uid_layer = _require(config.per_run_uid, _probe_uid_switch(config))
+    seccomp_layer = _require(config.seccomp, _probe_seccomp(config))
+    landlock_layer, abi = _probe_landlock(config)
+    _require(config.landlock, landlock_layer)
+    tmpfs_layer = _require(config.tmpfs, _probe_tmpfs(config))
+    watchdog = Layer("disk_watchdog", not tmpfs_layer.active,
+                     "the tmpfs bounds the disk" if tmpfs_layer.active else
+                     f"the launcher kills a run whose working directory exceeds "
+                     f"{config.disk_bytes} bytes or {config.disk_files} files")
+    return Layers((*ALWAYS, uid_layer, seccomp_layer, landlock_layer, tmpfs_layer, watchdog), abi)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import enum
 import marshal
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,10 @@ import prctl
 
 from . import launcher
 from .errors import LaunchError
+from .landlock import Ruleset
 from .limits import Limits
 from .result import Outcome, RunResult
+from .syscall_filter import build_filter
 
 LAUNCHER_PATH = str(Path(launcher.__file__).resolve())
 # The launcher runs with -I -S (no site, no environment) for a fast start; prctl is the one
@@ -35,6 +38,19 @@ OutputCallback = Callable[[Stream, bytes], None]
 
 
 @dataclass(frozen=True)
+class DiskBound:
+    """How much the working directory may hold; `watchdog`: the launcher enforces it by
+    measuring (otherwise a sized tmpfs does, and the launcher only recognises a full one)."""
+
+    bytes: int
+    files: int
+    watchdog: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {"bytes": self.bytes, "files": self.files, "watchdog": self.watchdog}
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One program to run: absolute argv, the complete environment, its working directory."""
 
@@ -44,12 +60,22 @@ class RunSpec:
     limits: Limits
     uid: int | None = None
     gid: int | None = None
+    landlock: Ruleset | None = None
+    seccomp: bool = False
+    disk: DiskBound | None = None
 
-    def encode(self) -> bytes:
-        """The spec as the launcher reads it."""
+    def encode(self, launcher_pid: int) -> bytes:
+        """The spec as the launcher `launcher_pid` reads it."""
+        bpf = None
+        if self.seccomp:
+            # The filter names the processes a run must never signal: init, the service (by pid
+            # and process group) and the run's own launcher.
+            bpf = build_filter({1, os.getpid(), os.getpgrp(), launcher_pid})
         return marshal.dumps({
             "argv": list(self.argv), "env": dict(self.env), "cwd": str(self.cwd),
             "limits": self.limits.as_dict(), "uid": self.uid, "gid": self.gid,
+            "landlock": self.landlock.as_dict() if self.landlock is not None else None,
+            "seccomp": bpf, "disk": self.disk.as_dict() if self.disk is not None else None,
         })
 
 
@@ -162,7 +188,7 @@ async def start(spec: RunSpec, python: str) -> Process:
     except OSError as exc:
         raise LaunchError(f"could not start the launcher: {exc}") from exc
     process = Process(proc, spec)
-    await process._send(launcher.SPEC, spec.encode())
+    await process._send(launcher.SPEC, spec.encode(proc.pid))
     return process
 
 

@@ -17,6 +17,7 @@ class Outcome(enum.Enum):
     MEMORY_LIMIT = "memory_limit"
     OUTPUT_LIMIT = "output_limit"
     FILE_SIZE_LIMIT = "file_size_limit"
+    DISK_LIMIT = "disk_limit"  # the working directory reached its bound of bytes or files
 
 
 @dataclass(frozen=True)

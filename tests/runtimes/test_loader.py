@@ -21,6 +21,7 @@ GOOD = """
 name = "pyalt"
 aliases = ["pa"]
 source_file = "prog.py"
+read_paths = ["/usr", "/lib", "/etc/ld.so.cache"]
 [executables]
 py = ["/nonexistent/python3", "/usr/bin/python3"]
 [version]
@@ -76,6 +77,10 @@ def test_a_third_runtime_is_one_more_file(tmp_path: Path, sandbox: Sandbox) -> N
     (("argv = [\"{py}\", \"--version\"]", "argv = [\"{py}\", \"-c\", \"print('x')\"]"),
      "version.pattern: no version found"),
     (("[run]", "[rnu]"), "rnu: unknown key"),
+    (("read_paths = [\"/usr\", ", "read_paths = ["), "read_paths: covers no folder of executable py"),
+    (("\"/usr\", \"/lib\"", "\"usr\", \"/lib\""), "read_paths: 'usr' must be an absolute path"),
+    (("read_paths = [\"/usr\", \"/lib\", \"/etc/ld.so.cache\"]", "read_paths = []"),
+     "read_paths: must not be empty"),
     (("name = ", "name = = "), "alt.toml: "),
 ])
 def test_mistakes_name_file_and_key(tmp_path: Path, change: tuple[str, str], message: str) -> None:

@@ -1,0 +1,106 @@
+"""The seccomp filter every program runs under, compiled to BPF by libseccomp (via pyseccomp).
+
+The filter is a deny-list on top of the rlimits, uid and Landlock layers: it closes what those
+cannot (network families, kernel interfaces that bypass them, attacks on the service's own
+processes when runs share its uid). It is built in the service, once per run because it names the
+run's launcher, and loaded by the launcher just before `execve` (see launcher.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Iterable
+
+import pyseccomp as seccomp
+
+# libseccomp adds the architecture check for us: a syscall made through another ABI (`int 0x80`
+# i386, or x32 numbers) does not match the native x86_64 filter and kills the process. Without
+# it a 64-bit program could call i386 `socketcall` and get an AF_INET socket past the socket rule.
+BAD_ARCH_ACTION = seccomp.KILL_PROCESS
+DENY = seccomp.ERRNO(errno.EPERM)
+
+# Refused outright, each because it reaches past the other layers:
+DENIED_SYSCALLS = (
+    # reading or steering other processes' memory and registers
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+    # io_uring performs socket, open and other operations without passing through this filter
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    # namespaces and mounts: a way around Landlock and the uid, and kernel attack surface
+    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "mount_setattr",
+    "move_mount", "open_tree", "fsopen", "fsconfig", "fsmount", "fspick",
+    # kernel interfaces with a long record of exploits, of no use to a program being graded
+    "keyctl", "add_key", "request_key", "bpf", "userfaultfd", "perf_event_open",
+    "open_by_handle_at", "name_to_handle_at", "lookup_dcookie", "quotactl", "acct",
+    "swapon", "swapoff", "reboot", "kexec_load", "kexec_file_load",
+    "init_module", "finit_module", "delete_module", "iopl", "ioperm", "syslog", "vhangup",
+)
+
+# clone flags that create namespaces: refused like `unshare`.
+NAMESPACE_FLAGS = (
+    0x00020000,  # CLONE_NEWNS
+    0x02000000,  # CLONE_NEWCGROUP
+    0x04000000,  # CLONE_NEWUTS
+    0x08000000,  # CLONE_NEWIPC
+    0x10000000,  # CLONE_NEWUSER
+    0x20000000,  # CLONE_NEWPID
+    0x40000000,  # CLONE_NEWNET
+)
+
+# Calls that act on another process when their pid argument is not 0 (0 means the caller).
+# (name, index of the pid argument). A program may still apply them to itself.
+SELF_ONLY = (
+    ("prlimit64", 0), ("setpriority", 1), ("sched_setaffinity", 0), ("sched_setscheduler", 0),
+    ("sched_setparam", 0), ("sched_setattr", 0), ("ioprio_set", 1), ("migrate_pages", 0),
+    ("move_pages", 0),
+)
+
+# Calls whose first argument names a process to signal or grab; refused for protected pids.
+SIGNALLING = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open")
+
+LOW32 = 0xFFFFFFFF
+
+
+def _pid_arg(index: int, pid: int) -> seccomp.Arg:
+    # pid_t is 32 bits but arrives in a 64-bit register, sign- or zero-extended: compare the low
+    # half only, so -1 matches however the caller's libc passed it.
+    return seccomp.Arg(index, seccomp.MASKED_EQ, LOW32, pid & LOW32)
+
+
+def build_filter(protected_pids: Iterable[int]) -> bytes:
+    """The BPF program for one run. `protected_pids` (the service, the run's launcher, init) can
+    be neither signalled nor opened as a pidfd, by pid or by process group."""
+    rules = seccomp.SyscallFilter(seccomp.ALLOW)
+    rules.set_attr(seccomp.Attr.ACT_BADARCH, BAD_ARCH_ACTION)
+    for name in DENIED_SYSCALLS:
+        rules.add_rule(DENY, name)
+    # clone3 passes its flags in memory, where seccomp cannot look: make it unavailable, and
+    # libc falls back to clone, whose flags are checked below.
+    rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    for flag in NAMESPACE_FLAGS:
+        rules.add_rule(DENY, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    # No network at all: only local (AF_UNIX) sockets, which reach nothing outside the run once
+    # Landlock or the uid confines the filesystem.
+    for name in ("socket", "socketpair"):
+        rules.add_rule(DENY, name, seccomp.Arg(0, seccomp.NE, socket.AF_UNIX))
+    for name, index in SELF_ONLY:
+        rules.add_rule(DENY, name, seccomp.Arg(index, seccomp.NE, 0))
+    # kill(-1) reaches every process of the uid; as the service's own uid that is the service.
+    rules.add_rule(DENY, "kill", _pid_arg(0, -1))
+    for pid in sorted(set(protected_pids)):
+        for name in SIGNALLING:
+            rules.add_rule(DENY, name, _pid_arg(0, pid))
+        # kill(-pgid) signals a whole process group.
+        rules.add_rule(DENY, "kill", _pid_arg(0, -pid))
+    return _export(rules)
+
+
+def _export(rules: seccomp.SyscallFilter) -> bytes:
+    fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+    try:
+        with os.fdopen(os.dup(fd), "wb") as sink:
+            rules.export_bpf(sink)
+        return os.pread(fd, 1 << 20, 0)
+    finally:
+        os.close(fd)
