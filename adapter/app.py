@@ -155,6 +155,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         harden_service()
+        # Which confinement this machine gave us, and why not the rest: the first thing to read
+        # when a deployment behaves unlike a test machine.
+        for layer in service.sandbox.layers.all:
+            log.info("layer %-14s %-8s %s", layer.name,
+                     "active" if layer.active else "inactive", layer.detail)
         selftests = asyncio.create_task(service.run_selftests())
         try:
             yield

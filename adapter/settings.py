@@ -33,6 +33,7 @@ class Settings:
     seccomp: str = "auto"
     landlock: str = "auto"
     tmpfs: str = "auto"
+    netns: str = "auto"
     uid_first: int = 60000
     uid_count: int = 1000
     runtimes_dirs: tuple[Path, ...] = ()  # empty: the built-in runtimes
@@ -64,6 +65,7 @@ class Settings:
         return SandboxConfig(work_root=self.work_root, per_run_uid=self.per_run_uid,
                              uid_first=self.uid_first, uid_count=self.uid_count,
                              seccomp=self.seccomp, landlock=self.landlock, tmpfs=self.tmpfs,
+                             netns=self.netns,
                              disk_bytes=self.max_disk_bytes, disk_files=self.max_disk_files)
 
     @classmethod
@@ -82,7 +84,7 @@ class Settings:
         return settings
 
     def _validate(self) -> None:
-        for layer in ("per_run_uid", "seccomp", "landlock", "tmpfs"):
+        for layer in ("per_run_uid", "seccomp", "landlock", "tmpfs", "netns"):
             if getattr(self, layer) not in ("auto", "on", "off"):
                 raise SettingsError(f"SANDBOX_{layer.upper()} must be auto, on or off")
         if not 0 < self.port < 65536:
@@ -111,7 +113,8 @@ def _paths(raw: str) -> tuple[Path, ...]:
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": str, "port": int, "log_level": str.lower, "work_root": Path, "per_run_uid": str.lower,
-    "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "max_disk_bytes": int,
+    "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "netns": str.lower,
+    "max_disk_bytes": int,
     "max_disk_files": int,
     "uid_first": int, "uid_count": int, "runtimes_dirs": _paths, "max_concurrent_runs": int,
     "max_queued_runs": int, "max_body_bytes": int, "max_wall_timeout_s": float,

@@ -26,14 +26,17 @@ from .mounts import mount_tmpfs, unmount
 from .names import resolve_inside
 from .process import DiskBound, OutputCallback, Process, RunSpec, start
 from .result import RunResult
-from .workdir import create_workdir, prepare_root, remove_workdir
+from .workdir import create_workdir, prepare_root, remove_owned, remove_workdir
+
+# World-writable folders a run may write to when Landlock does not confine it.
+SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 
 
 @dataclass(frozen=True)
 class SandboxConfig:
     """How the sandbox is set up on this machine.
 
-    `per_run_uid`, `seccomp`, `landlock`, `tmpfs`: "auto" uses the layer when the machine allows
+    `per_run_uid`, `seccomp`, `landlock`, `tmpfs`, `netns`: "auto" uses the layer when the machine allows
     it, "on" requires it (startup fails otherwise), "off" never uses it.
     """
 
@@ -46,6 +49,7 @@ class SandboxConfig:
     seccomp: str = "auto"
     landlock: str = "auto"
     tmpfs: str = "auto"
+    netns: str = "auto"
     # The bound on one jail's working directory (the disk it may fill), whichever layer keeps it.
     disk_bytes: int = 256 * 1024 * 1024
     disk_files: int = 10000
@@ -93,6 +97,7 @@ class Jail:
             landlock=(landlock.ruleset(layers.landlock_abi, read_paths, (str(self.path),))
                       if layers.landlock_abi else None),
             seccomp=layers.active("seccomp"),
+            netns=layers.active("netns"),
             disk=DiskBound(config.disk_bytes, config.disk_files,
                            watchdog=not layers.active("tmpfs")),
         )
@@ -161,6 +166,10 @@ class Sandbox:
     def _dispose(self, jail: Jail) -> None:
         try:
             if self._uids is not None and jail.uid is not None:
+                if not self.layers.landlock_abi:
+                    # Without Landlock a run can write to the shared scratch folders; the uid
+                    # is ours alone, so whatever it owns there is the run's to remove.
+                    remove_owned(jail.uid, SHARED_SCRATCH)
                 self._uids.release(jail.uid, clean=jail.clean)
         finally:
             # The run is over and its processes are dead: detaching the tmpfs drops every file

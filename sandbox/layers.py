@@ -68,14 +68,14 @@ def _probe_uid_switch(config: SandboxConfig) -> Layer:
 
 
 def probe_run(python: str, *, ruleset: landlock.Ruleset | None = None,
-              seccomp: bool = False) -> str:
+              seccomp: bool = False, netns: bool = False) -> str:
     """Runs /bin/true through a real launcher under the given layers; '' when it succeeded,
     else what went wrong. Used at startup, before the event loop runs."""
     true = shutil.which("true", path="/usr/bin:/bin")
     if true is None:
         return "no /bin/true to probe with"
     spec = RunSpec(argv=(true,), env={}, cwd=Path("/"), limits=Limits(wall_timeout_s=10),
-                   landlock=ruleset, seccomp=seccomp)
+                   landlock=ruleset, seccomp=seccomp, netns=netns)
     try:
         proc = subprocess.Popen([python, "-I", "-S", "-B", LAUNCHER_PATH, PRCTL_DIR],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -143,6 +143,30 @@ def _probe_tmpfs(config: SandboxConfig) -> Layer:
                  f"and {config.disk_files} files")
 
 
+def _probe_netns(config: SandboxConfig) -> Layer:
+    name = "netns"
+    if config.netns == "off":
+        return Layer(name, False, "turned off by configuration")
+    problem = probe_run(config.launcher_python, netns=True)
+    if problem:
+        return Layer(name, False, "unshare(CLONE_NEWNET) is refused here (it needs "
+                     f"CAP_SYS_ADMIN, and Docker's default seccomp profile refuses it): {problem}")
+    return Layer(name, True, "each run has a network namespace of its own with no interface up")
+
+
+def _pid_namespace() -> Layer:
+    # Deliberately not used: the program would be PID 1 of its namespace, which ignores
+    # SIGTERM/SIGINT without a handler, changing what signals do to it; the subreaper loop and
+    # kill(-1) as the per-run uid already leave no survivor.
+    return Layer("pidns", False, "not used: the program would run as PID 1 and ignore default "
+                 "signals; the subreaper and the per-run uid already kill every process")
+
+
+def _cgroups() -> Layer:
+    return Layer("cgroups", False, "not used: whole-run CPU and output are bounded by the "
+                 "launcher, processes by RLIMIT_NPROC per uid, memory by RLIMIT_AS per process")
+
+
 @dataclass(frozen=True)
 class Layers:
     """The layers found at startup, and what runs need to apply them."""
@@ -167,8 +191,10 @@ def probe_layers(config: SandboxConfig) -> Layers:
     landlock_layer, abi = _probe_landlock(config)
     _require(config.landlock, landlock_layer)
     tmpfs_layer = _require(config.tmpfs, _probe_tmpfs(config))
+    netns_layer = _require(config.netns, _probe_netns(config))
     watchdog = Layer("disk_watchdog", not tmpfs_layer.active,
                      "the tmpfs bounds the disk" if tmpfs_layer.active else
                      f"the launcher kills a run whose working directory exceeds "
                      f"{config.disk_bytes} bytes or {config.disk_files} files")
-    return Layers((*ALWAYS, uid_layer, seccomp_layer, landlock_layer, tmpfs_layer, watchdog), abi)
+    return Layers((*ALWAYS, uid_layer, seccomp_layer, landlock_layer, tmpfs_layer, watchdog,
+                   netns_layer, _pid_namespace(), _cgroups()), abi)

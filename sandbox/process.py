@@ -63,6 +63,7 @@ class RunSpec:
     landlock: Ruleset | None = None
     seccomp: bool = False
     disk: DiskBound | None = None
+    netns: bool = False
 
     def encode(self, launcher_pid: int) -> bytes:
         """The spec as the launcher `launcher_pid` reads it."""
@@ -76,6 +77,7 @@ class RunSpec:
             "limits": self.limits.as_dict(), "uid": self.uid, "gid": self.gid,
             "landlock": self.landlock.as_dict() if self.landlock is not None else None,
             "seccomp": bpf, "disk": self.disk.as_dict() if self.disk is not None else None,
+            "netns": self.netns,
         })
 
 

@@ -7,18 +7,45 @@ import secrets
 import shutil
 import stat
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+
+from .mounts import unmount
 
 PREFIX = "run-"
 
 
 def prepare_root(root: Path) -> None:
-    """Creates the folder that holds every working directory.
+    """Creates the folder that holds every working directory, and removes what a previous
+    service on it left behind (it died mid-run): its tmpfs mounts first, then the folders.
 
     Mode 0711: a run's uid may enter its own directory but cannot list its neighbours' names.
     """
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o711)
+    for leftover in root.glob(PREFIX + "*"):
+        unmount(leftover)
+        remove_workdir(leftover)
+
+
+def remove_owned(uid: int, folders: Iterable[str]) -> None:
+    """Removes every entry directly in `folders` (/tmp, /dev/shm) owned by `uid`: what a run
+    under that uid left where Landlock could not keep it out. Never follows links."""
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    remove_workdir(Path(entry.path))
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                continue
 
 
 def create_workdir(root: Path, owner: tuple[int, int] | None) -> Path:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,8 @@ def layer(sandbox: Sandbox, name: str) -> tuple[bool, str]:
 
 def test_every_optional_layer_is_listed_with_a_reason(sandbox: Sandbox) -> None:
     names = [x.name for x in sandbox.layers.all]
-    for name in ("per_run_uid", "seccomp", "landlock", "tmpfs", "disk_watchdog"):
+    for name in ("per_run_uid", "seccomp", "landlock", "tmpfs", "disk_watchdog", "netns", "pidns",
+                 "cgroups"):
         assert name in names
     for found in sandbox.layers.all:
         assert found.detail, found
@@ -47,7 +50,7 @@ def test_every_optional_layer_is_listed_with_a_reason(sandbox: Sandbox) -> None:
     assert layer(sandbox, "landlock")[0] == HAS_LANDLOCK
 
 
-@pytest.mark.parametrize("name", ["seccomp", "landlock", "tmpfs", "per_run_uid"])
+@pytest.mark.parametrize("name", ["seccomp", "landlock", "tmpfs", "per_run_uid", "netns"])
 def test_a_layer_turned_off_says_so(work_root: Path, name: str) -> None:
     sandbox = make(work_root, **{name: "off"})
     assert layer(sandbox, name) == (False, "turned off by configuration")
@@ -122,11 +125,51 @@ def test_seccomp_refuses_acting_on_the_launcher_and_kernel_interfaces(work_root:
         "ptrace -1 1\nunshare -1 1\nself nice 5\n"), result.stderr
 
 
-def test_without_seccomp_the_network_is_reachable(work_root: Path) -> None:
-    # The counter-test: proves the socket test above measures the filter, not the machine.
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2).close()
+    print("connected")
+except OSError as e:
+    print(type(e).__name__, e.errno)
+"""
+
+
+def connect_to_listener(sandbox: Sandbox) -> bytes:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        async def go() -> RunResult:
+            async with sandbox.jail() as jail:
+                jail.write_file("main.py", CONNECT.encode())
+                return await jail.run([PYTHON, "main.py", str(port)], ENV, Limits())
+        return asyncio.run(go()).stdout
+
+
+def test_seccomp_alone_refuses_tcp(work_root: Path) -> None:
+    sandbox = make(work_root, landlock="off", netns="off")
+    assert connect_to_listener(sandbox) == b"PermissionError 1\n"
+
+
+@pytest.mark.skipif(not HAS_LANDLOCK, reason="the kernel has no Landlock")
+def test_landlock_alone_refuses_tcp(work_root: Path) -> None:
+    sandbox = make(work_root, seccomp="off", netns="off")
+    assert connect_to_listener(sandbox) == b"PermissionError 13\n"
+
+
+def test_the_network_namespace_alone_has_no_route(work_root: Path) -> None:
     sandbox = make(work_root, seccomp="off", landlock="off")
-    result = run(sandbox, "import socket; socket.socket(socket.AF_INET); print('open')")
-    assert result.stdout == b"open\n"
+    if not layer(sandbox, "netns")[0]:
+        pytest.skip(layer(sandbox, "netns")[1])
+    assert connect_to_listener(sandbox) == b"OSError 101\n"  # ENETUNREACH
+
+
+def test_without_any_network_layer_the_listener_is_reachable(work_root: Path) -> None:
+    # The counter-test: proves the three above measure the layers, not the machine.
+    sandbox = make(work_root, seccomp="off", landlock="off", netns="off")
+    assert connect_to_listener(sandbox) == b"connected\n"
 
 
 # -- Landlock -----------------------------------------------------------------------------------
@@ -223,3 +266,33 @@ def test_limits_are_reported_in_the_probe(work_root: Path) -> None:
     active = "tmpfs" if layer(sandbox, "tmpfs")[0] else "disk_watchdog"
     assert f"{5 * MiB} bytes" in layer(sandbox, active)[1]
     assert "7 files" in layer(sandbox, active)[1]
+
+
+@pytest.mark.root
+def test_without_landlock_files_a_run_left_in_shared_folders_are_removed(work_root: Path) -> None:
+    sandbox = make(work_root, landlock="off")
+    code = ("import os\nfor d in ('/tmp', '/dev/shm', '/var/tmp'):\n"
+            "    os.makedirs(f'{d}/left-{os.getuid()}/deep')\n"
+            "    open(f'{d}/left-{os.getuid()}/deep/f', 'w').write('x')\n"
+            "    open(f'{d}/file-{os.getuid()}', 'w').write('x')\n"
+            "    os.symlink('/etc/passwd', f'{d}/link-{os.getuid()}')\n"
+            "print(os.getuid())")
+    result = run(sandbox, code)
+    assert result.outcome is Outcome.OK, result.stderr
+    uid = int(result.stdout)
+    for folder in ("/tmp", "/dev/shm", "/var/tmp"):
+        for name in (f"left-{uid}", f"file-{uid}", f"link-{uid}"):
+            assert not os.path.lexists(f"{folder}/{name}")
+    assert os.path.exists("/etc/passwd")
+
+
+def test_a_dead_services_working_directories_are_removed_at_startup(work_root: Path) -> None:
+    first = make(work_root)
+    stale = work_root / "run-0123456789abcdef0123456789abcdef"
+    stale.mkdir()
+    if layer(first, "tmpfs")[0]:
+        from sandbox.mounts import mount_tmpfs
+        mount_tmpfs(stale, 1 << 20, 10, None)
+    (stale / "f").write_text("x")
+    make(work_root)
+    assert list(work_root.iterdir()) == []
