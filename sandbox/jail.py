@@ -174,5 +174,6 @@ class Sandbox:
         finally:
             # The run is over and its processes are dead: detaching the tmpfs drops every file
             # at once; then the (empty) mount point goes.
-            unmount(jail.path)
+            if self.layers.active("tmpfs"):
+                unmount(jail.path)
             remove_workdir(jail.path)

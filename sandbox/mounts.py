@@ -32,7 +32,9 @@ def mount_tmpfs(path: Path, size_bytes: int, files: int, owner: tuple[int, int] 
 
 def unmount(path: Path) -> None:
     """Detaches the tmpfs on `path`; its files vanish with it. Nothing happens when none is
-    mounted there."""
+    mounted there (without CAP_SYS_ADMIN, umount2 would refuse even to say so)."""
+    if not os.path.ismount(path):
+        return
     if _libc.umount2(os.fsencode(path), MNT_DETACH) != 0:
         err = ctypes.get_errno()
         if err not in (22, 2):  # EINVAL: not a mount point; ENOENT: gone
