@@ -5,6 +5,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -13,7 +14,18 @@ from starlette.testclient import TestClient
 from adapter import Settings, create_app
 from sandbox import Sandbox, SandboxConfig
 
-from .utils import IS_ROOT, Server, make_work_root, run_server
+from .utils import (
+    IS_ROOT,
+    REQUIRE_UNPRIVILEGED,
+    SERVICE_USER,
+    Server,
+    find_user,
+    make_work_root,
+    provide_user_python,
+    run_server,
+    sandbox_uids,
+    unprivileged_unavailable,
+)
 
 settings.register_profile(
     "default", max_examples=40, deadline=None,
@@ -25,6 +37,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SECRET = "s3cr3t-token-that-must-not-leak"
 SERVER_OUTPUT_CAP = 4096
+# What both real servers get on top of their defaults.
+SERVER_ENV = {"SANDBOX_MAX_OUTPUT_BYTES": str(SERVER_OUTPUT_CAP), "SANDBOX_TEST_SECRET": SECRET}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,17 +58,46 @@ def work_root() -> Iterator[Path]:
 
 @pytest.fixture
 def sandbox(work_root: Path) -> Sandbox:
-    return Sandbox(SandboxConfig(work_root=work_root))
+    """A sandbox whose runs take uids of this session's own range (see `run_processes`)."""
+    uids = sandbox_uids()
+    return Sandbox(SandboxConfig(work_root=work_root, uid_first=uids.start, uid_count=len(uids)))
 
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
     """One real service under uvicorn, with a small output cap and a secret in its environment."""
     root = make_work_root()
-    with run_server(root, {"SANDBOX_MAX_OUTPUT_BYTES": str(SERVER_OUTPUT_CAP),
-                           "SANDBOX_TEST_SECRET": SECRET}) as srv:
-        yield srv
-    shutil.rmtree(root.parent, ignore_errors=True)
+    try:
+        with run_server(root, SERVER_ENV) as srv:
+            yield srv
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skips, unless the environment demands the unprivileged mode: a skip would hide it."""
+    if os.environ.get(REQUIRE_UNPRIVILEGED) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_UNPRIVILEGED}=1 requires the unprivileged mode)",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def unprivileged_server() -> Iterator[Server]:
+    """The same service as `server`, run as the unprivileged user: no per-run uids, every run
+    shares the service's uid. Started from an interpreter that user may execute."""
+    reason = unprivileged_unavailable()
+    if reason is not None:
+        skip_or_fail(reason)
+    user = find_user(SERVICE_USER)
+    assert user is not None
+    python = provide_user_python()
+    root = make_work_root(owner=user)
+    try:
+        with run_server(root, SERVER_ENV, user=user, python=python) as srv:
+            yield srv
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

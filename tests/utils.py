@@ -1,25 +1,68 @@
-"""Helpers shared by the tests: a real server in a subprocess, process and file checks."""
+"""Helpers shared by the tests: a real server in a subprocess, process and file checks.
+
+A server runs in one of two modes:
+
+- root: the service is root and gives every run a uid of its own, from a range that belongs to
+  this test session alone, so concurrent sessions never mistake each other's runs for theirs;
+- unprivileged: the service runs as the user `sandbox-ci` (no uid switching) and its runs share
+  that uid, so any process of the user other than the service itself belongs to a run.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import itertools
 import os
+import pwd
+import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import httpx
 import psutil
 
-UID_FIRST = 60000
-UID_COUNT = 1000
 IS_ROOT = os.geteuid() == 0
 REPO = Path(__file__).resolve().parent.parent
+
+ROOT_MODE = "root"
+UNPRIVILEGED_MODE = "unprivileged"
+SERVICE_USER = "sandbox-ci"
+# Set to 1 where the unprivileged mode must run (CI): its fixture then fails instead of skipping.
+REQUIRE_UNPRIVILEGED = "SANDBOX_TEST_REQUIRE_UNPRIVILEGED"
+
+# Each test session claims a block of uids of its own (the service's default range, 60000-60999,
+# stays free for a real service on the same machine) and cuts it into slices of UID_SLICE: the
+# first for the `sandbox` fixture, the others for the servers it starts, in turn.
+TEST_UIDS = range(61000, 200000)
+UID_BLOCK_SIZE = 1000
+UID_BLOCK_STARTS = range(TEST_UIDS.start, TEST_UIDS.stop - UID_BLOCK_SIZE + 1, UID_BLOCK_SIZE)
+UID_SLICE = 200
+UID_BLOCK_LOCKS = Path("/run/sandbox-service-tests")
+
+# The virtual environments the unprivileged service runs from (see `provide_user_python`).
+USER_VENVS = Path("/var/cache/sandbox-service-tests")
+BASE_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
+PROJECT_PACKAGES = ("sandbox", "runtimes", "adapter")
+PROJECT_FILES = ("pyproject.toml", "README.md")
+VENV_COMPLETE = ".complete"
+
+# Folders where a run can leave files outside its working directory (world-writable).
+SHARED_TMP = (Path("/tmp"), Path("/dev/shm"))
+# Top-level folders of SHARED_TMP that the tests themselves make.
+HARNESS_PREFIXES = ("sandbox-test-", "pytest-of-")
+
+# Locks held for the whole session: closing them would release them.
+_held_locks: list[int] = []
 
 
 def free_port() -> int:
@@ -28,11 +71,237 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# ---- uid ranges --------------------------------------------------------------------------------
+
+def try_lock(path: Path, kind: int = fcntl.LOCK_EX) -> int | None:
+    """An open descriptor holding a non-blocking flock of `kind` on `path`, or None if taken."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+@cache
+def session_uid_block() -> range:
+    """This session's block of uids, held by an flock until it ends so that no concurrent
+    session picks it. Without root no lock is needed: no run can switch to these uids anyway."""
+    count = len(UID_BLOCK_STARTS)
+    order = [UID_BLOCK_STARTS[(os.getpid() + i) % count] for i in range(count)]
+    if IS_ROOT:
+        UID_BLOCK_LOCKS.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for first in order:
+            fd = try_lock(UID_BLOCK_LOCKS / f"uid-block-{first}.lock")
+            if fd is not None:
+                _held_locks.append(fd)
+                return range(first, first + UID_BLOCK_SIZE)
+    return range(order[0], order[0] + UID_BLOCK_SIZE)
+
+
+def uid_slice(index: int) -> range:
+    block = session_uid_block()
+    first = block.start + index * UID_SLICE
+    return range(first, first + UID_SLICE)
+
+
+def sandbox_uids() -> range:
+    """The uids of the `sandbox` fixture's runs."""
+    return uid_slice(0)
+
+
+_server_slices = itertools.count()
+
+
+def next_server_uids() -> range:
+    """A slice for the next server. Slices come round again after a few servers: by then the
+    earlier server is stopped, and the services' own uid locks would keep two apart anyway."""
+    return uid_slice(1 + next(_server_slices) % (UID_BLOCK_SIZE // UID_SLICE - 1))
+
+
+# ---- the unprivileged user and its interpreter ---------------------------------------------------
+
+@dataclass(frozen=True)
+class ServiceUser:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+def find_user(name: str) -> ServiceUser | None:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return ServiceUser(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+
+def world_executable(path: str) -> bool:
+    """Whether any user can execute `path`: the file and every folder above it are o+x."""
+    real = Path(os.path.realpath(path))
+    try:
+        return all(os.stat(p).st_mode & stat.S_IXOTH for p in (real, *real.parents))
+    except OSError:
+        return False
+
+
+def find_base_python() -> str | None:
+    """A Python 3.11+ that every user may execute, to make the user's environment from.
+
+    The tests' own interpreter will not do: it often lives under /root (0700)."""
+    for candidate in BASE_PYTHONS:
+        if not world_executable(candidate):
+            continue
+        check = [candidate, "-c", "import sys; sys.exit(sys.version_info < (3, 11))"]
+        if subprocess.run(check, capture_output=True, check=False).returncode == 0:
+            return candidate
+    return None
+
+
+def unprivileged_unavailable() -> str | None:
+    """Why the service cannot be started as the unprivileged user here, or None."""
+    if not IS_ROOT:
+        return f"needs root to start the service as the user {SERVICE_USER}"
+    user = find_user(SERVICE_USER)
+    if user is None:
+        return (f"no user {SERVICE_USER}; create it with: useradd --system --no-create-home "
+                f"--shell /usr/sbin/nologin {SERVICE_USER}")
+    if user.uid == 0:
+        return f"the user {SERVICE_USER} is root"
+    if find_base_python() is None:
+        return f"no Python 3.11+ that other users may execute among {', '.join(BASE_PYTHONS)}"
+    return None
+
+
+def copy_project(target: Path) -> Path:
+    """A snapshot of what makes the installed project, so that what is hashed is what is built
+    even while the sources change."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in PROJECT_PACKAGES:
+        shutil.copytree(REPO / package, target / package, ignore=ignore)
+    for name in PROJECT_FILES:
+        shutil.copy2(REPO / name, target / name)
+    return target
+
+
+def hash_project(source: Path, base_python: str) -> str:
+    """Key of an environment: the base interpreter, pyproject.toml and every package file."""
+    digest = hashlib.sha256()
+    real = os.path.realpath(base_python)
+    info = os.stat(real)
+    digest.update(f"{real}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+    files = [source / "pyproject.toml"] + sorted(
+        p for package in PROJECT_PACKAGES for p in (source / package).rglob("*") if p.is_file())
+    for path in files:
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def run_checked(argv: Sequence[str]) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n"
+                           + (done.stdout + done.stderr)[-4000:])
+
+
+def open_to_all(root: Path) -> None:
+    """Lets every user read the environment whatever the umask was (never write to it)."""
+    for folder, _dirs, files in os.walk(root):
+        os.chmod(folder, 0o755)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                mode = os.stat(path).st_mode
+                os.chmod(path, 0o755 if mode & stat.S_IXUSR else 0o644)
+
+
+def build_venv(venv: Path, base_python: str, source: Path) -> None:
+    """A virtual environment of `base_python` with the project installed (not editable: the
+    user may be unable to read the repository) and its dependencies from the configured index.
+
+    No pip inside it (Debian's venv needs an extra package for that): the tests' own pip
+    installs into it, reusing its download and wheel caches."""
+    shutil.rmtree(venv, ignore_errors=True)
+    run_checked([base_python, "-m", "venv", "--without-pip", str(venv)])
+    run_checked([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+                 "--quiet", "--disable-pip-version-check", "--no-warn-script-location",
+                 str(source)])
+    open_to_all(venv)
+    (venv / VENV_COMPLETE).write_text("complete\n")
+
+
+def prune_venvs(keep: Path) -> None:
+    """Removes the environments of older sources that no session uses any more."""
+    for lock in USER_VENVS.glob("venv-*.lock"):
+        venv = lock.with_suffix("")
+        if venv == keep:
+            continue
+        fd = try_lock(lock)
+        if fd is not None:
+            shutil.rmtree(venv, ignore_errors=True)
+            lock.unlink()
+            os.close(fd)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def provide_user_python() -> str:
+    """An interpreter that the unprivileged user may execute, with the current sources installed.
+
+    The service starts each run's launcher with its own `sys.executable`, so the whole service
+    must run from such an interpreter. It is made here, on first use, rather than by
+    scripts/install: the sources change between test runs without an install, only sessions that
+    use this mode pay for it, and a test file run on its own still gets it. Environments are keyed
+    by a hash of the sources (a re-run with the same sources reuses one in well under a second);
+    each session holds a shared lock on the one it uses, so a session with other sources never
+    removes it from under it. Everything happens under one build lock, so concurrent sessions
+    build an environment once.
+    """
+    base_python = find_base_python()
+    if base_python is None:
+        raise RuntimeError(f"no Python 3.11+ that other users may execute among {BASE_PYTHONS}")
+    USER_VENVS.mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chmod(USER_VENVS, 0o755)
+    with tempfile.TemporaryDirectory(prefix="sandbox-venv-src-") as tmp, \
+            locked(USER_VENVS / "build.lock"):
+        source = copy_project(Path(tmp))
+        venv = USER_VENVS / f"venv-{hash_project(source, base_python)}"
+        fd = try_lock(venv.with_suffix(".lock"), fcntl.LOCK_SH)
+        assert fd is not None, "only a pruner takes it exclusively, under the build lock we hold"
+        _held_locks.append(fd)
+        if not (venv / VENV_COMPLETE).exists():
+            build_venv(venv, base_python, source)
+        prune_venvs(keep=venv)
+    python = str(venv / "bin" / "python")
+    if not world_executable(python):
+        raise RuntimeError(f"{python} is not executable by other users: check its folders' modes")
+    return python
+
+
+# ---- servers -----------------------------------------------------------------------------------
+
 @dataclass
 class Server:
     url: str
     process: subprocess.Popen[bytes]
     work_root: Path
+    mode: str  # ROOT_MODE: each run gets a uid of `run_uids`; UNPRIVILEGED_MODE: runs share `uid`
+    uid: int  # the uid the service runs as
+    run_uids: range  # empty unless the mode is ROOT_MODE
+    # True when nothing but the service and its runs uses `uid` (the unprivileged user), so any
+    # other process of it is a run's; False when it is the tests' own uid.
+    dedicated_uid: bool
+    started: float  # time.time() when the service was started
 
     def client(self, timeout: float = 60) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=timeout)
@@ -46,53 +315,130 @@ class Server:
             return client.get("/health")
 
 
-@contextmanager
-def run_server(work_root: Path, env: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """`python -m adapter` on a free port, until /health answers 200; killed afterwards."""
-    port = free_port()
-    full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
-                "SANDBOX_WORK_ROOT": str(work_root), **(env or {})}
-    log = open(work_root.parent / f"server-{port}.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen([sys.executable, "-m", "adapter"], cwd=REPO, env=full_env,
-                               stdout=log, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", process, work_root)
+def user_env(user: ServiceUser, settings: Mapping[str, str]) -> dict[str, str]:
+    """A small environment for the user's service: the tests' own (HOME=/root, pyenv shims)
+    means nothing to the user. SANDBOX_* settings of the tests' environment still apply."""
+    inherited = {k: v for k, v in os.environ.items() if k.startswith("SANDBOX_")}
+    return {**inherited, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+            "HOME": user.home, **settings}
+
+
+def failed_selftests(server: Server) -> bool:
+    """Whether a runtime's self-test has failed: the service will never become healthy."""
+    with server.client(timeout=5) as client:
+        status = client.get("/")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError("the server exited: " + Path(log.name).read_text()[-3000:])
-            try:
-                if server.health().status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server never became healthy: "
-                                   + Path(log.name).read_text()[-3000:])
-            time.sleep(0.1)
+        return any(r["selfTest"] is not None and not r["selfTest"]["passed"]
+                   for r in status.json()["runtimes"])
+    except (ValueError, LookupError, TypeError):
+        return False  # no status to judge by: keep waiting for /health
+
+
+def wait_until_healthy(server: Server, log: Path) -> None:
+    """Waits for /health to answer 200; fails with the service's reason and log otherwise."""
+    deadline = time.monotonic() + 60
+    problem = "no answer"
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError("the server exited: " + log.read_text()[-3000:])
+        try:
+            health = server.health()
+            if health.status_code == 200:
+                return
+            problem = health.text
+            if failed_selftests(server):
+                raise RuntimeError(f"the server's self-tests failed: {problem}")
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server never became healthy ({problem}): "
+                               + log.read_text()[-3000:])
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def run_server(work_root: Path, env: Mapping[str, str] | None = None, *,
+               user: ServiceUser | None = None, python: str = sys.executable) -> Iterator[Server]:
+    """`python -m adapter` on a free port, until /health answers 200; killed afterwards.
+
+    As the tests' own user by default (root: runs get uids of a slice of this session's block);
+    as `user` with its uid and gid and no supplementary groups when given, from `python`."""
+    port = free_port()
+    settings = {"HOST": "127.0.0.1", "PORT": str(port), "SANDBOX_WORK_ROOT": str(work_root)}
+    run_uids = range(0)
+    if user is None:
+        uid = os.geteuid()
+        if IS_ROOT:
+            run_uids = next_server_uids()
+            settings |= {"SANDBOX_UID_FIRST": str(run_uids.start),
+                         "SANDBOX_UID_COUNT": str(len(run_uids))}
+        full_env = {**os.environ, **settings, **(env or {})}
+        cwd = REPO
+    else:
+        uid = user.uid
+        full_env = user_env(user, {**settings, **(env or {})})
+        # "/": `-m` puts the current folder first on sys.path, and the repository may be
+        # unreadable to the user; nothing can be planted in "/".
+        cwd = Path("/")
+    log_path = work_root.parent / f"server-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    started = time.time()
+    process = subprocess.Popen(
+        [python, "-m", "adapter"], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        user=None if user is None else user.uid, group=None if user is None else user.gid,
+        extra_groups=None if user is None else [])
+    server = Server(f"http://127.0.0.1:{port}", process, work_root,
+                    mode=ROOT_MODE if uid == 0 else UNPRIVILEGED_MODE, uid=uid, run_uids=run_uids,
+                    dedicated_uid=user is not None, started=started)
+    try:
+        wait_until_healthy(server, log_path)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 
-def run_processes() -> list[psutil.Process]:
-    """Live processes that belong to runs: any uid of the per-run range."""
+def make_work_root(owner: ServiceUser | None = None) -> Path:
+    """A work root whose ancestors per-run uids can search (pytest's tmp_path is 0700).
+
+    Its parent (0711, the tests' own) also holds the server's log. With `owner`, the work root
+    itself is made for that user, who could not create it in the parent."""
+    parent = Path(tempfile.mkdtemp(prefix="sandbox-test-", dir="/tmp"))
+    os.chmod(parent, 0o711)
+    root = parent / "work"
+    if owner is not None:
+        root.mkdir(mode=0o711)
+        os.chown(root, owner.uid, owner.gid)
+    return root
+
+
+# ---- leftovers ---------------------------------------------------------------------------------
+
+def processes_of(uids: Container[int]) -> list[psutil.Process]:
+    """Live processes with a real, effective or saved uid in `uids` (zombies excluded)."""
     found = []
     for proc in psutil.process_iter(["uids", "status"]):
         try:
-            uids = proc.info["uids"]
-            if uids and any(UID_FIRST <= u < UID_FIRST + UID_COUNT for u in uids) \
-                    and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            ids = proc.info["uids"]
+            if ids and any(u in uids for u in ids) and proc.info["status"] != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except psutil.Error:
             continue
     return found
+
+
+def run_processes(uids: range | None = None) -> list[psutil.Process]:
+    """Live processes of runs with per-run uids: of `uids`, by default the `sandbox` fixture's."""
+    return processes_of(sandbox_uids() if uids is None else uids)
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -105,16 +451,67 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 def alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
+
+
+def is_service(proc: psutil.Process) -> bool:
+    try:
+        argv = proc.cmdline()
+    except psutil.Error:
+        return False
+    return argv[1:3] == ["-m", "adapter"] or (bool(argv) and argv[0].endswith("sandbox-service"))
+
+
+def inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def foreign_pids(server: Server, candidates: list[psutil.Process]) -> set[int]:
+    """Pids among `candidates` that belong to another service of the same uid (a concurrent
+    session's): that service, its descendants, and processes working in its work root."""
+    foreign: set[int] = set()
+    roots: list[str] = []
+    for proc in candidates:
+        if proc.pid != server.process.pid and is_service(proc):
+            foreign |= {proc.pid, *(p.pid for p in descendants(proc.pid))}
+            try:
+                roots.append(proc.environ().get("SANDBOX_WORK_ROOT", "/tmp/sandbox-service"))
+            except psutil.Error:
+                continue
+    for proc in candidates:
+        try:
+            cwd = proc.cwd()
+        except psutil.Error:
+            continue
+        if any(inside(cwd, root) for root in roots):
+            foreign.add(proc.pid)
+    return foreign
+
+
+def user_run_processes(server: Server) -> list[psutil.Process]:
+    """Processes of the unprivileged service's user other than the service itself."""
+    candidates = processes_of({server.uid})
+    skip = {server.process.pid} | foreign_pids(server, candidates)
+    return [p for p in candidates if p.pid not in skip]
+
+
+def leftover_processes(server: Server) -> list[psutil.Process]:
+    """Processes that belong to runs of `server` (launchers still finishing included)."""
+    if server.dedicated_uid:
+        return user_run_processes(server)
+    found = descendants(server.process.pid)
+    if server.mode == ROOT_MODE:
+        found += [p for p in run_processes(server.run_uids) if p not in found]
+    return found
 
 
 def assert_nothing_left(server: Server) -> None:
     """No process of any run survives and no working directory is left."""
     deadline = time.monotonic() + 5
     while True:
-        leftovers = descendants(server.process.pid) + (run_processes() if IS_ROOT else [])
+        leftovers = leftover_processes(server)
         files = list(server.work_root.iterdir())
         if not leftovers and not files:
             return
@@ -123,8 +520,48 @@ def assert_nothing_left(server: Server) -> None:
         time.sleep(0.05)
 
 
-def make_work_root() -> Path:
-    """A work root whose ancestors per-run uids can search (pytest's tmp_path is 0700)."""
-    parent = Path(tempfile.mkdtemp(prefix="sandbox-test-", dir="/tmp"))
-    os.chmod(parent, 0o711)
-    return parent / "work"
+def run_owners(server: Server) -> set[int]:
+    return set(server.run_uids) if server.mode == ROOT_MODE else {server.uid}
+
+
+def is_harness(entry: os.DirEntry[str]) -> bool:
+    """A folder the tests made (work roots and logs of this and other sessions, pytest's)."""
+    try:
+        return entry.name.startswith(HARNESS_PREFIXES) \
+            and entry.stat(follow_symlinks=False).st_uid == os.geteuid()
+    except OSError:
+        return False
+
+
+def owned_entries(folder: Path, owners: set[int], since: float, top: bool) -> Iterator[Path]:
+    """Entries under `folder` owned by `owners` and changed since `since`, descending only where
+    a run could have written: folders it owns or that others may enter."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if top and is_harness(entry):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if info.st_uid in owners and info.st_ctime >= since:
+            yield Path(entry.path)
+        if stat.S_ISDIR(info.st_mode) and (info.st_uid in owners or info.st_mode & stat.S_IXOTH):
+            yield from owned_entries(Path(entry.path), owners, since, top=False)
+
+
+def stray_files(server: Server, places: Sequence[Path] = SHARED_TMP) -> list[Path]:
+    """Files that runs of `server` may have left in the shared temporary folders: owned by a run
+    uid (root mode) or by the service's uid (unprivileged mode), made after the server started.
+    The server's own work root and log, and the tests' other folders, are not looked at.
+
+    Exact when the runs have uids of their own; when the service runs as the tests' own uid,
+    files of the tests themselves may show up too."""
+    since = server.started - 1  # file times come from a coarse clock
+    found: list[Path] = []
+    for place in places:
+        found += owned_entries(place, run_owners(server), since, top=True)
+    return found
