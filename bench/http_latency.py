@@ -34,7 +34,7 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def timed(action: Callable[[], None], runs: int) -> list[float]:
+def timed(action: Callable[[], object], runs: int) -> list[float]:
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -118,10 +118,11 @@ def main() -> None:
         http_cpp = http("cpp", CPP_HELLO)
         cpp_http = timed(http_cpp, options.cpp_runs)
         cpp_rps = throughput(http_cpp, options.cpp_runs * 2, 8)
-        cpp_build_floor = timed(lambda: (subprocess.run(compile_and_run, check=True),
-                                         subprocess.run([str(binary)], check=True,
-                                                        stdout=subprocess.DEVNULL)) and None,
-                                options.cpp_runs)
+        def build_and_run() -> None:
+            subprocess.run(compile_and_run, check=True)
+            subprocess.run([str(binary)], check=True, stdout=subprocess.DEVNULL)
+
+        cpp_build_floor = timed(build_and_run, options.cpp_runs)
         cpp_run_floor = timed(lambda: subprocess.run([str(binary)], check=True,
                                                      stdout=subprocess.DEVNULL) and None,
                               options.runs)

@@ -13,8 +13,8 @@ from ..strategies import execute_bodies
 
 
 @pytest.mark.parametrize(("body", "status", "message"), [
-    (b"{not json", 400, "the request body is not valid JSON: Expecting property name enclosed "
-     "in double quotes: line 1 column 2 (char 1)"),
+    (b"{not json", 400, ("the request body is not valid JSON: Expecting property name enclosed "
+                         "in double quotes: line 1 column 2 (char 1)")),
     (b"", 400, "the request body is empty; expected a JSON object"),
     (b"[1, 2]", 400, "body must be an object"),
     (b"{}", 400, "properties must be an object"),
