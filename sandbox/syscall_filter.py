@@ -80,10 +80,15 @@ def build_filter(protected_pids: Iterable[int]) -> bytes:
     rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
     for flag in NAMESPACE_FLAGS:
         rules.add_rule(DENY, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
-    # No network at all: only local (AF_UNIX) sockets, which reach nothing outside the run once
-    # Landlock or the uid confines the filesystem.
+    # No network at all: only local (AF_UNIX) sockets. Landlock does not govern connecting to a
+    # socket file (a database's, a container runtime's), so nothing may connect anywhere, and
+    # datagram sockets, which send to any socket file by address without connecting, are
+    # refused. What remains is socketpair() streams and listeners: pipes within the run.
     for name in ("socket", "socketpair"):
         rules.add_rule(DENY, name, seccomp.Arg(0, seccomp.NE, socket.AF_UNIX))
+        # The type argument carries SOCK_NONBLOCK/SOCK_CLOEXEC in its high bits.
+        rules.add_rule(DENY, name, seccomp.Arg(1, seccomp.MASKED_EQ, 0xF, socket.SOCK_DGRAM))
+    rules.add_rule(DENY, "connect")
     for name, index in SELF_ONLY:
         rules.add_rule(DENY, name, seccomp.Arg(index, seccomp.NE, 0))
     # kill(-1) reaches every process of the uid; as the service's own uid that is the service.
