@@ -72,14 +72,17 @@ def _expand(stage: Stage, runtime: Runtime, jail: Jail, main: str, sources: Sequ
     return argv, env
 
 
-def _classify_memory(result: RunResult, stage: Stage) -> RunResult:
-    """A program that died because an allocation failed under the memory limit reports it its
-    own way (MemoryError, std::bad_alloc); the runtime names the markers."""
+def _classify(result: RunResult, stage: Stage) -> RunResult:
+    """A program that died because an allocation failed under the memory limit, or a write
+    failed under the file-size limit, reports it its own way (MemoryError, std::bad_alloc,
+    Python's EFBIG OSError: interpreters ignore SIGXFSZ); the runtime names the markers."""
     if result.outcome not in (Outcome.NONZERO_EXIT, Outcome.SIGNALED):
         return result
     tail = result.stderr[-MARKER_WINDOW_BYTES:]
-    if any(marker.encode() in tail for marker in stage.memory_error_markers):
-        return dataclasses.replace(result, outcome=Outcome.MEMORY_LIMIT)
+    for markers, outcome in ((stage.memory_error_markers, Outcome.MEMORY_LIMIT),
+                             (stage.file_size_error_markers, Outcome.FILE_SIZE_LIMIT)):
+        if any(marker.encode() in tail for marker in markers):
+            return dataclasses.replace(result, outcome=outcome)
     return result
 
 
@@ -112,7 +115,7 @@ async def execute(
         if runtime.compile is not None:
             argv, env = _expand(runtime.compile, runtime, jail, main,
                                 _compile_sources(runtime, files), args)
-            compiled = _classify_memory(
+            compiled = _classify(
                 await jail.run(argv, env, compile_limits or runtime.compile.limits,
                                read_paths=runtime.read_paths),
                 runtime.compile)
@@ -121,7 +124,7 @@ async def execute(
         argv, env = _expand(runtime.run, runtime, jail, main, (), args)
         result = await jail.run(argv, env, run_limits, stdin=stdin, on_output=on_output,
                                 read_paths=runtime.read_paths)
-        return Execution(runtime, compiled, _classify_memory(result, runtime.run))
+        return Execution(runtime, compiled, _classify(result, runtime.run))
 
 
 def source_files(runtime: Runtime, code: str | bytes) -> list[SourceFile]:

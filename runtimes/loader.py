@@ -25,7 +25,7 @@ LIST_PLACEHOLDERS = ("{args...}", "{sources...}")
 FIXED_PLACEHOLDERS = ("workdir", "source")
 TOP_KEYS = {"name", "aliases", "source_file", "compile_sources", "executables", "version",
             "compile", "run", "selftest", "read_paths"}
-STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers"}
+STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers", "file_size_error_markers"}
 VERSION_TIMEOUT_S = 20
 
 
@@ -100,8 +100,9 @@ def _read_stage(reader: _Reader, key: str, executables: Mapping[str, str]) -> St
                 limits = limits.replace(**{field: value})
             except ValueError as exc:
                 raise limits_table.fail(field, str(exc)) from None
-    markers = stage.str_list("memory_error_markers", default=[])
-    return Stage(tuple(argv), env, limits, tuple(markers))
+    memory_markers = stage.str_list("memory_error_markers", default=[])
+    file_size_markers = stage.str_list("file_size_error_markers", default=[])
+    return Stage(tuple(argv), env, limits, tuple(memory_markers), tuple(file_size_markers))
 
 
 def _resolve_executables(reader: _Reader) -> dict[str, str]:

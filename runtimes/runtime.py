@@ -21,6 +21,7 @@ class Stage:
     env: Mapping[str, str]
     limits: Limits
     memory_error_markers: tuple[str, ...] = ()
+    file_size_error_markers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from .errors import UnsafeName
 
 MAX_NAME_BYTES = 4096
 MAX_COMPONENT_BYTES = 255
+PATH_MAX = 4096  # Linux's limit on a whole path, terminating NUL included
 
 
 def resolve_inside(root: Path, name: str) -> Path:
@@ -38,4 +39,8 @@ def resolve_inside(root: Path, name: str) -> Path:
             raise UnsafeName(f"file name {name!r} must not contain '..'")
         if len(part.encode()) > MAX_COMPONENT_BYTES:
             raise UnsafeName(f"each part of a file name must be at most {MAX_COMPONENT_BYTES} bytes")
-    return root.joinpath(*parts)
+    path = root.joinpath(*parts)
+    if len(bytes(path)) >= PATH_MAX:
+        # Checked before any folder is made, so a refused name leaves nothing behind.
+        raise UnsafeName(f"file name is too long: its path would exceed {PATH_MAX - 1} bytes")
+    return path
