@@ -65,24 +65,41 @@ class Jail:
         self.clean = True  # False once a launcher was lost: its processes may have survived
 
     def write_file(self, name: str, data: bytes) -> Path:
-        """Creates file `name` (sub-folders allowed) inside the working directory."""
+        """Creates file `name` (sub-folders allowed) inside the working directory.
+
+        Walks down one folder at a time through descriptors opened with O_NOFOLLOW, so even a
+        symlink a program planted in the jail cannot redirect the write; an existing file is
+        never overwritten (O_EXCL)."""
         path = resolve_inside(self.path, name)
-        for parent in reversed(path.relative_to(self.path).parents[:-1]):
-            folder = self.path / parent
-            if not folder.is_dir():
-                os.mkdir(folder, 0o700)
-                self._give(folder)
-        # O_EXCL | O_NOFOLLOW: never write through anything already there.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        *folders, leaf = path.relative_to(self.path).parts
+        dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            for folder in folders:
+                try:
+                    os.mkdir(folder, 0o700, dir_fd=dir_fd)
+                    created = True
+                except FileExistsError:
+                    created = False
+                next_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                  dir_fd=dir_fd)
+                os.close(dir_fd)
+                dir_fd = next_fd
+                if created:
+                    self._give(dir_fd)
+            fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
+                         dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
         with os.fdopen(fd, "wb") as f:
+            self._give(f.fileno())
             f.write(data)
-        self._give(path)
         return path
 
-    def _give(self, path: Path) -> None:
-        # Only paths the service itself just created are chowned, never what a program left.
+    def _give(self, fd: int) -> None:
+        # Only what the service itself just created is chowned (through its descriptor), never
+        # anything a program left.
         if self.uid is not None:
-            os.chown(path, self.uid, self.uid, follow_symlinks=False)
+            os.fchown(fd, self.uid, self.uid)
 
     async def start(self, argv: Sequence[str], env: Mapping[str, str], limits: Limits,
                     read_paths: Sequence[str] = landlock.SYSTEM_READ_PATHS) -> Process:

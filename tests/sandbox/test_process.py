@@ -211,3 +211,21 @@ def test_peak_memory_reflects_the_program(sandbox: Sandbox) -> None:
     small = run(sandbox, "pass")
     big = run(sandbox, "x = bytearray(200 << 20)\nx[::4096] = b'1' * len(x[::4096])")
     assert big.memory_bytes > small.memory_bytes + (150 << 20)
+
+
+def test_writing_files_never_follows_a_planted_symlink(sandbox: Sandbox, tmp_path: Path) -> None:
+    target = tmp_path / "outside"
+    target.mkdir()
+
+    async def go() -> None:
+        async with sandbox.jail() as jail:
+            (jail.path / "sub").symlink_to(target)
+            (jail.path / "f").symlink_to(target / "f")
+            with pytest.raises(NotADirectoryError):
+                jail.write_file("sub/x.txt", b"x")
+            with pytest.raises(FileExistsError):
+                jail.write_file("f", b"x")
+            jail.write_file("real/deeper/y.txt", b"y")
+            assert (jail.path / "real/deeper/y.txt").read_bytes() == b"y"
+    asyncio.run(go())
+    assert list(target.iterdir()) == []
