@@ -13,15 +13,18 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from runtimes import RuntimesError, UnknownRuntime, execute, source_files, stage_limits
 from sandbox import SandboxError, UnsafeName, harden_service
 
+from . import piston
 from .access_log import AccessLog
 from .azure import outcome_of, parse_execute, render_execution
 from .body import read_json
-from .errors import BadRequest, MethodNotAllowed, NotFound, ServiceError
+from .errors import BadRequest, MethodNotAllowed, NotFound, ServiceError, UnsupportedMediaType
+from .piston_socket import PistonSocket
 from .service import VERSION, Service
 from .settings import Settings
 
@@ -87,6 +90,33 @@ async def health(request: Request) -> Response:
     return JSONResponse({"message": problem}, status_code=503)
 
 
+async def piston_runtimes(request: Request) -> Response:
+    """GET /api/v2/runtimes: Piston's list of installed runtimes."""
+    return JSONResponse(piston.runtimes_list(_service(request).registry))
+
+
+async def piston_execute(request: Request) -> Response:
+    """POST /api/v2/execute: one job in Piston's request and reply format."""
+    service = _service(request)
+    # Piston refuses anything but JSON before looking at the body; clients rely on the 415.
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise UnsupportedMediaType("requests must be of type application/json")
+    job = piston.parse_job(await read_json(request, service.settings.max_body_bytes),
+                           service.registry, service.settings.ceilings())
+    request.state.runtime = job.runtime.name
+    async with service.admission.slot():
+        execution = await execute(
+            service.sandbox, job.runtime, job.files, run_limits=job.run_limits,
+            compile_limits=job.compile_limits, stdin=job.stdin, args=job.args, main=job.main)
+    request.state.outcome = outcome_of(execution)
+    return JSONResponse(piston.render_execution(execution))
+
+
+async def piston_connect(websocket: WebSocket) -> None:
+    """GET /api/v2/connect: Piston's interactive WebSocket (see piston_socket)."""
+    await PistonSocket(websocket, websocket.app.state.service).serve()
+
+
 async def execute_code(request: Request) -> Response:
     """POST /{language}/execute and /code/execute: run one program, answer in Azure's shape."""
     service = _service(request)
@@ -114,6 +144,10 @@ def route_list(service: Service) -> list[str]:
         "GET /health",
         "POST /code/execute",
         f"POST /{{language}}/execute for language in {', '.join(service.registry.names())}",
+        "GET /api/v2/runtimes",
+        "POST /api/v2/execute",
+        "WebSocket /api/v2/connect",
+        "the same three under /api/v2/piston/",
     ]
 
 
@@ -178,6 +212,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/health", health, methods=["GET"]),
             Route("/code/execute", execute_code, methods=["POST"]),
             Route("/{language}/execute", execute_code, methods=["POST"]),
+            # Piston's v2 API, also under /api/v2/piston/ where its client libraries point.
+            *(route
+              for prefix in ("/api/v2", "/api/v2/piston")
+              for route in (
+                  Route(f"{prefix}/runtimes", piston_runtimes, methods=["GET"]),
+                  Route(f"{prefix}/execute", piston_execute, methods=["POST"]),
+                  WebSocketRoute(f"{prefix}/connect", piston_connect),
+              )),
         ],
         middleware=[Middleware(AccessLog)],
         exception_handlers=handlers,

@@ -1,7 +1,15 @@
 """Language runtimes as data: turns a runtime description plus source files into sandbox runs."""
 
 from .errors import RuntimeConfigError, RuntimesError, UnknownRuntime
-from .execution import Execution, SourceFile, effective_limits, execute, source_files, stage_limits
+from .execution import (
+    Execution,
+    SourceFile,
+    StageEvents,
+    effective_limits,
+    execute,
+    source_files,
+    stage_limits,
+)
 from .loader import BUILTIN_DIR, load_runtime, load_runtimes
 from .registry import Registry, SelfTestResult, run_selftest
 from .runtime import Runtime, SelfTest, Stage
@@ -17,6 +25,7 @@ __all__ = [
     "SelfTestResult",
     "SourceFile",
     "Stage",
+    "StageEvents",
     "UnknownRuntime",
     "effective_limits",
     "execute",

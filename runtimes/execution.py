@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from sandbox import Jail, Limits, Outcome, OutputCallback, RunResult, Sandbox
+from sandbox import Jail, Limits, Outcome, OutputCallback, Process, RunResult, Sandbox, Stream
 
 from .runtime import Runtime, Stage
 
@@ -92,6 +94,27 @@ def _compile_sources(runtime: Runtime, files: Sequence[SourceFile]) -> list[str]
             if any(fnmatch.fnmatchcase(PurePosixPath(n).name, p) for p in runtime.compile_sources)]
 
 
+class StageEvents:
+    """What an interactive caller hears of an execution; every method is optional to override.
+
+    `started` and `finished` frame each stage ("compile", "run"); `output` gets each chunk of
+    the stage's stdout or stderr as it arrives; `attach` gets the running program of the run
+    stage, to feed its stdin and send it signals, and must close its stdin when done (it is
+    cancelled when the program ends)."""
+
+    def started(self, stage: str) -> None:
+        pass
+
+    def output(self, stage: str, stream: Stream, data: bytes) -> None:
+        pass
+
+    def finished(self, stage: str, result: RunResult) -> None:
+        pass
+
+    async def attach(self, process: Process) -> None:
+        await process.close_stdin()
+
+
 async def execute(
     sandbox: Sandbox,
     runtime: Runtime,
@@ -102,29 +125,60 @@ async def execute(
     stdin: bytes = b"",
     args: Sequence[str] = (),
     on_output: OutputCallback | None = None,
+    main: str | None = None,
+    events: StageEvents | None = None,
 ) -> Execution:
-    """Writes `files` into a fresh jail (the first is the main file), compiles them if the
-    runtime compiles, and runs the result with `stdin` and `args`."""
+    """Writes `files` into a fresh jail, compiles them if the runtime compiles, and runs the
+    result with `args`: with `stdin` as its whole input, or interactively through `events`.
+    `main` names the file to run (default: the first)."""
     if not files:
         raise ValueError("at least one source file is needed")
+    main = main or files[0].name
     async with sandbox.jail() as jail:
         for source in files:
             jail.write_file(source.name, source.content)
-        main = files[0].name
         compiled: RunResult | None = None
         if runtime.compile is not None:
             argv, env = _expand(runtime.compile, runtime, jail, main,
                                 _compile_sources(runtime, files), args)
-            compiled = _classify(
-                await jail.run(argv, env, compile_limits or runtime.compile.limits,
-                               read_paths=runtime.read_paths),
-                runtime.compile)
+            compiled = _classify(await _run_stage(
+                jail, "compile", argv, env, compile_limits or runtime.compile.limits,
+                runtime.read_paths, b"", None, events), runtime.compile)
+            if events is not None:
+                events.finished("compile", compiled)
             if not compiled.ok:
                 return Execution(runtime, compiled, None)
         argv, env = _expand(runtime.run, runtime, jail, main, (), args)
-        result = await jail.run(argv, env, run_limits, stdin=stdin, on_output=on_output,
-                                read_paths=runtime.read_paths)
-        return Execution(runtime, compiled, _classify(result, runtime.run))
+        result = _classify(await _run_stage(jail, "run", argv, env, run_limits,
+                                            runtime.read_paths, stdin, on_output, events),
+                           runtime.run)
+        if events is not None:
+            events.finished("run", result)
+        return Execution(runtime, compiled, result)
+
+
+async def _run_stage(jail: Jail, stage: str, argv: list[str], env: dict[str, str],
+                     limits: Limits, read_paths: Sequence[str], stdin: bytes,
+                     on_output: OutputCallback | None,
+                     events: StageEvents | None) -> RunResult:
+    if events is None:
+        return await jail.run(argv, env, limits, stdin=stdin, on_output=on_output,
+                              read_paths=read_paths)
+    events.started(stage)
+    process = await jail.start(argv, env, limits, read_paths)
+    # Only the run stage is interactive; a compiler gets an empty stdin.
+    feeding = asyncio.create_task(
+        events.attach(process) if stage == "run" else process.close_stdin())
+    try:
+        return await process.wait(lambda stream, data: events.output(stage, stream, data))
+    except BaseException:
+        jail.clean = False
+        raise
+    finally:
+        feeding.cancel()
+        # The feeder's own failure (its client went away) does not change how the run ended.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await feeding
 
 
 def source_files(runtime: Runtime, code: str | bytes) -> list[SourceFile]:

@@ -24,7 +24,7 @@ BUILTIN_DIR = Path(__file__).resolve().parent
 LIST_PLACEHOLDERS = ("{args...}", "{sources...}")
 FIXED_PLACEHOLDERS = ("workdir", "source")
 TOP_KEYS = {"name", "aliases", "source_file", "compile_sources", "executables", "version",
-            "compile", "run", "selftest", "read_paths"}
+            "compile", "run", "selftest", "read_paths", "runtime"}
 STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers", "file_size_error_markers"}
 VERSION_TIMEOUT_S = 20
 
@@ -193,6 +193,7 @@ def load_runtime(path: Path) -> Runtime:
         run=run_stage,
         compile_sources=tuple(compile_sources),
         read_paths=read_paths,
+        toolchain=reader.text("runtime") if "runtime" in data else None,
         selftest=SelfTest(code=selftest.text("code"), stdout=str(selftest.table.get("stdout", "")),
                           stdin=str(selftest.table.get("stdin", ""))),
         path=path,

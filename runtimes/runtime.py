@@ -45,6 +45,7 @@ class Runtime:
     compile: Stage | None = None
     compile_sources: tuple[str, ...] = ()
     read_paths: tuple[str, ...] = ()  # what its programs may read and execute (Landlock)
+    toolchain: str | None = None  # e.g. "gcc" for c++; the TOML key is `runtime`
     path: Path | None = None
 
     @property

@@ -47,7 +47,7 @@ def write(folder: Path, text: str, name: str = "alt.toml") -> Path:
 def test_builtin_runtimes_load_with_real_versions() -> None:
     registry = Registry(load_runtimes())
     python, cpp = registry.find("py3"), registry.find("g++")
-    assert python.name == "python" and cpp.name == "cpp"
+    assert python.name == "python" and cpp.name == "c++"
     assert re.fullmatch(r"3\.\d+\.\d+", python.version)
     assert re.fullmatch(r"\d+\.\d+\.\d+", cpp.version)
     assert python.executables["python"].startswith("/")
