@@ -38,6 +38,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
+            seconds = time.perf_counter() - started
             state: dict[str, Any] = scope.get("state", {})
             query = scope.get("query_string", b"").decode("latin-1")
             log.info(json.dumps({
@@ -46,9 +47,22 @@ class AccessLog:
                 "query": query,
                 "identifier": state.get("identifier"),
                 "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "duration_ms": round(seconds * 1000, 1),
                 "runtime": state.get("runtime"),
                 "outcome": state.get("outcome"),
                 "error": state.get("error"),
+                "request_bytes": _content_length(scope),
                 "response_bytes": size,
             }))
+            # The route template, not the path: unknown paths must not make new series.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            service = getattr(scope["app"].state, "service", None) if "app" in scope else None
+            if service is not None:
+                service.metrics.observe_request(scope["method"], route, status, seconds)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None

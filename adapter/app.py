@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,15 +17,18 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from runtimes import RuntimesError, UnknownRuntime, execute, source_files, stage_limits
+from runtimes import RuntimesError, UnknownRuntime, source_files, stage_limits
 from sandbox import SandboxError, UnsafeName, harden_service
 
 from . import piston
 from .access_log import AccessLog
-from .azure import outcome_of, parse_execute, render_execution
+from .azure import parse_execute, render_execution
 from .body import read_json
 from .errors import BadRequest, MethodNotAllowed, NotFound, ServiceError, UnsupportedMediaType
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .openapi import openapi_document
 from .piston_socket import PistonSocket
+from .render import outcome_name
 from .service import VERSION, Service
 from .settings import Settings
 
@@ -90,6 +94,17 @@ async def health(request: Request) -> Response:
     return JSONResponse({"message": problem}, status_code=503)
 
 
+async def metrics(request: Request) -> Response:
+    """GET /metrics: Prometheus text format."""
+    return Response(_service(request).metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+
+async def openapi(request: Request) -> Response:
+    """GET /openapi.json: the OpenAPI document of every route."""
+    service = _service(request)
+    return JSONResponse(openapi_document(VERSION, service.registry.names()))
+
+
 async def piston_runtimes(request: Request) -> Response:
     """GET /api/v2/runtimes: Piston's list of installed runtimes."""
     return JSONResponse(piston.runtimes_list(_service(request).registry))
@@ -104,11 +119,10 @@ async def piston_execute(request: Request) -> Response:
     job = piston.parse_job(await read_json(request, service.settings.max_body_bytes),
                            service.registry, service.settings.ceilings())
     request.state.runtime = job.runtime.name
-    async with service.admission.slot():
-        execution = await execute(
-            service.sandbox, job.runtime, job.files, run_limits=job.run_limits,
-            compile_limits=job.compile_limits, stdin=job.stdin, args=job.args, main=job.main)
-    request.state.outcome = outcome_of(execution)
+    execution = await service.execute(
+        job.runtime, job.files, run_limits=job.run_limits, compile_limits=job.compile_limits,
+        stdin=job.stdin, args=job.args, main=job.main)
+    request.state.outcome = outcome_name(execution)
     return JSONResponse(piston.render_execution(execution))
 
 
@@ -129,19 +143,35 @@ async def execute_code(request: Request) -> Response:
     run_limits, compile_limits = stage_limits(
         runtime, service.settings.ceilings(),
         {"wall_timeout_s": parsed.timeout_s, "cpu_time_s": parsed.timeout_s})
-    async with service.admission.slot():
-        execution = await execute(
-            service.sandbox, runtime, source_files(runtime, parsed.code),
-            run_limits=run_limits, compile_limits=compile_limits,
-            stdin=parsed.stdin, args=parsed.args)
-    request.state.outcome = outcome_of(execution)
+    execution = await service.execute(
+        runtime, source_files(runtime, parsed.code), run_limits=run_limits,
+        compile_limits=compile_limits, stdin=parsed.stdin, args=parsed.args)
+    request.state.outcome = outcome_name(execution)
     return JSONResponse(render_execution(execution))
+
+
+def startup_summary(service: Service) -> dict[str, Any]:
+    settings = service.settings
+    return {
+        "event": "startup",
+        "service": "sandbox-service",
+        "version": VERSION,
+        "listen": f"{settings.host}:{settings.port}",
+        "runtimes": {rt.name: rt.version for rt in service.registry},
+        "ceilings": settings.ceilings().as_dict(),
+        "max_concurrent_runs": settings.max_concurrent_runs,
+        "max_queued_runs": settings.max_queued_runs,
+        "layers": {layer.name: {"active": layer.active, "detail": layer.detail}
+                   for layer in service.sandbox.layers.all},
+    }
 
 
 def route_list(service: Service) -> list[str]:
     return [
         "GET /",
         "GET /health",
+        "GET /metrics",
+        "GET /openapi.json",
         "POST /code/execute",
         f"POST /{{language}}/execute for language in {', '.join(service.registry.names())}",
         "GET /api/v2/runtimes",
@@ -189,18 +219,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         harden_service()
-        # Which confinement this machine gave us, and why not the rest: the first thing to read
-        # when a deployment behaves unlike a test machine.
-        for layer in service.sandbox.layers.all:
-            log.info("layer %-14s %-8s %s", layer.name,
-                     "active" if layer.active else "inactive", layer.detail)
+        # What this process is and which confinement the machine gave it, and why not the rest:
+        # the first thing to read when a deployment behaves unlike a test machine.
+        log.info(json.dumps(startup_summary(service)))
         selftests = asyncio.create_task(service.run_selftests())
         try:
             yield
         finally:
+            # uvicorn has stopped accepting and waited SANDBOX_SHUTDOWN_GRACE_S for requests in
+            # flight, then cancelled them (their runs killed and jails disposed on the way out).
             selftests.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await selftests
+            await asyncio.to_thread(service.sandbox.close)
+            log.info(json.dumps({"event": "shutdown", "service": "sandbox-service"}))
 
     handlers: dict[Any, Any] = {
         cls: handle_error
@@ -210,6 +242,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/", status, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
             Route("/code/execute", execute_code, methods=["POST"]),
             Route("/{language}/execute", execute_code, methods=["POST"]),
             # Piston's v2 API, also under /api/v2/piston/ where its client libraries point.

@@ -18,7 +18,7 @@ from .fields import (
     require_string,
     utf8,
 )
-from .render import signal_name, text
+from .render import outcome_name, signal_name, text
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,6 @@ def parse_execute(body: Any, query: Mapping[str, str]) -> ExecuteRequest:
                                            "properties.timeoutInSeconds"),
         identifier=identifier if isinstance(identifier, str) else None,
     )
-
-
-def outcome_of(execution: Execution) -> str:
-    return "compile_error" if execution.run is None else execution.final.outcome.value
 
 
 def _milliseconds(seconds: float) -> int:
@@ -87,7 +83,7 @@ def render_execution(execution: Execution) -> dict[str, Any]:
         "executionResult": "",
         "executionTimeInMilliseconds": final["executionTimeInMilliseconds"],
         **{k: v for k, v in final.items() if k not in ("stdout", "stderr")},
-        "outcome": outcome_of(execution),
+        "outcome": outcome_name(execution),
         "compile": render_stage(execution.compile) if execution.compile is not None else None,
         "runtime": {"language": execution.runtime.name, "version": execution.runtime.version},
     }

@@ -24,7 +24,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from runtimes import StageEvents, execute
+from runtimes import StageEvents
 from sandbox import Process, RunResult, Stream
 
 from .errors import ServiceError
@@ -199,10 +199,9 @@ class PistonSocket:
         # Other types are ignored, as Piston ignores them.
 
     async def _run(self, job: PistonJob) -> None:
-        async with self.service.admission.slot():
-            await execute(self.service.sandbox, job.runtime, job.files,
-                          run_limits=job.run_limits, compile_limits=job.compile_limits,
-                          args=job.args, main=job.main, events=self.events)
+        await self.service.execute(job.runtime, job.files, run_limits=job.run_limits,
+                                   compile_limits=job.compile_limits, args=job.args,
+                                   main=job.main, events=self.events)
 
     async def _stop_job(self) -> None:
         """The conversation ended: a job still running is killed, then waited for."""

@@ -6,12 +6,26 @@ import asyncio
 import importlib.metadata
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from runtimes import Registry, SelfTestResult, load_runtimes, run_selftest
+from runtimes import (
+    Execution,
+    Registry,
+    Runtime,
+    SelfTestResult,
+    SourceFile,
+    execute,
+    load_runtimes,
+    run_selftest,
+)
 from sandbox import Sandbox
 
 from .admission import Admission
+from .errors import ServiceBusy
+from .metrics import Metrics
+from .render import outcome_name
 from .settings import Settings
 
 log = logging.getLogger("adapter")
@@ -28,6 +42,7 @@ class Service:
     sandbox: Sandbox
     registry: Registry
     admission: Admission
+    metrics: Metrics
     selftests: dict[str, SelfTestResult] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
 
@@ -37,7 +52,22 @@ class Service:
         sandbox = Sandbox(settings.sandbox_config())
         registry = Registry(load_runtimes(*settings.runtimes_dirs))
         admission = Admission(settings.max_concurrent_runs, settings.max_queued_runs)
-        return cls(settings, sandbox, registry, admission)
+        metrics = Metrics(lambda: admission.running, lambda: admission.waiting)
+        return cls(settings, sandbox, registry, admission, metrics)
+
+    async def execute(self, runtime: Runtime, files: Sequence[SourceFile],
+                      **options: Any) -> Execution:
+        """One execution (see runtimes.execute for `options`) in an admission slot, counted."""
+        try:
+            async with self.admission.slot():
+                started = time.perf_counter()
+                execution = await execute(self.sandbox, runtime, files, **options)
+        except ServiceBusy:
+            self.metrics.rejections.inc()
+            raise
+        self.metrics.observe_run(runtime.name, outcome_name(execution),
+                                 time.perf_counter() - started)
+        return execution
 
     async def run_selftests(self) -> None:
         """Runs every runtime's self-test once, in parallel; `/health` waits for all of them."""

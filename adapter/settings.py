@@ -40,6 +40,8 @@ class Settings:
     max_concurrent_runs: int = max(1, os.cpu_count() or 1)
     max_queued_runs: int = 64
     max_body_bytes: int = 10 * MiB
+    # On SIGTERM: how long in-flight requests may take to finish before their runs are killed.
+    shutdown_grace_s: float = 30.0
     # Ceilings: a request may lower any limit, and raise one up to here, never beyond.
     max_wall_timeout_s: float = 60.0
     max_cpu_time_s: float = 60.0
@@ -92,6 +94,8 @@ class Settings:
         for name in ("uid_count", "max_concurrent_runs", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"SANDBOX_{name.upper()} must be at least 1")
+        if self.shutdown_grace_s < 0:
+            raise SettingsError("SANDBOX_SHUTDOWN_GRACE_S must not be negative")
         if self.max_queued_runs < 0:
             raise SettingsError("SANDBOX_MAX_QUEUED_RUNS must not be negative")
         for field in dataclasses.fields(self):
@@ -115,7 +119,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": str, "port": int, "log_level": str.lower, "work_root": Path, "per_run_uid": str.lower,
     "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "netns": str.lower,
     "max_disk_bytes": int,
-    "max_disk_files": int,
+    "max_disk_files": int, "shutdown_grace_s": float,
     "uid_first": int, "uid_count": int, "runtimes_dirs": _paths, "max_concurrent_runs": int,
     "max_queued_runs": int, "max_body_bytes": int, "max_wall_timeout_s": float,
     "max_cpu_time_s": float, "max_memory_bytes": int, "max_stack_bytes": int,

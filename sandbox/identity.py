@@ -70,6 +70,30 @@ class UidPool:
         self._held[uid] = fd
         return True
 
+    def reclaim(self) -> list[int]:
+        """At startup: kills what runs of a crashed predecessor left running (an escapee of a
+        launcher that died with it) under uids of our range that no live service holds.
+        Returns the uids it cleaned."""
+        first, last = self._free[0], self._free[-1]
+        found: set[int] = set()
+        for proc in psutil.process_iter(["uids"]):
+            try:
+                uids = proc.info["uids"]
+            except psutil.Error:
+                continue
+            if uids is not None:
+                found.update(u for u in (uids.real, uids.effective) if first <= u <= last)
+        cleaned = []
+        for uid in sorted(found):
+            with self._lock:
+                if not self._claim(uid):
+                    continue  # a live service's run: not ours to touch
+            as_uid(self._python, "kill-uid", uid)
+            with self._lock:
+                os.close(self._held.pop(uid))
+            cleaned.append(uid)
+        return cleaned
+
     def acquire(self) -> int:
         with self._lock:
             for _ in range(len(self._free)):

@@ -155,6 +155,12 @@ class Sandbox:
             _check_searchable(config.work_root)
             self._uids = UidPool(config.uid_first, config.uid_count, config.launcher_python,
                                  config.uid_lock_dir)
+            self._uids.reclaim()
+
+    def close(self) -> None:
+        """At shutdown, after the last jail: removes whatever is still in the work root (a jail
+        whose disposal was cut short), tmpfs mounts first."""
+        prepare_root(self.config.work_root)
 
     @contextlib.asynccontextmanager
     async def jail(self) -> AsyncIterator[Jail]:

@@ -1,0 +1,198 @@
+"""`GET /openapi.json`: an OpenAPI 3.1 document of every route, written as data.
+
+Kept next to the wire formats it describes (azure.py, piston.py); a test validates it and checks
+that it names every route the app serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+OUTCOMES = ["ok", "nonzero_exit", "signaled", "wall_timeout", "cpu_limit", "memory_limit",
+            "output_limit", "file_size_limit", "disk_limit", "compile_error"]
+PISTON_PREFIXES = ("/api/v2", "/api/v2/piston")
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    meaning = {400: "a field is missing or wrong; the message names it",
+               404: "unknown language or route", 405: "wrong method",
+               413: "the body is over SANDBOX_MAX_BODY_BYTES",
+               415: "the content type is not application/json",
+               500: "the sandbox itself failed (never for anything a program does)",
+               503: "too many runs waiting (Retry-After: 1)"}
+    return {str(s): _json(_ref("Error"), meaning[s]) for s in statuses}
+
+
+STAGE = {
+    "type": "object",
+    "properties": {
+        "outcome": {"type": "string", "enum": OUTCOMES[:-1]},
+        "exitCode": {"type": ["integer", "null"]},
+        "signal": {"type": ["string", "null"], "examples": ["SIGKILL"]},
+        "stdout": {"type": "string"}, "stderr": {"type": "string"},
+        "output": {"type": "string", "description": "both streams in arrival order"},
+        "stdoutTruncated": {"type": "boolean"}, "stderrTruncated": {"type": "boolean"},
+        "executionTimeInMilliseconds": {"type": "integer"},
+        "cpuTimeInMilliseconds": {"type": "integer"},
+        "peakMemoryInBytes": {"type": "integer"},
+    },
+}
+
+PISTON_STAGE = {
+    "type": "object",
+    "required": ["stdout", "stderr", "output", "code", "signal", "message", "status"],
+    "properties": {
+        "stdout": {"type": "string"}, "stderr": {"type": "string"}, "output": {"type": "string"},
+        "code": {"type": ["integer", "null"]}, "signal": {"type": ["string", "null"]},
+        "message": {"type": ["string", "null"]},
+        "status": {"type": ["string", "null"], "enum": ["RE", "SG", "TO", "OL", "EL", "XX", None]},
+        "cpu_time": {"type": "integer", "description": "ms"},
+        "wall_time": {"type": "integer", "description": "ms"},
+        "memory": {"type": "integer", "description": "bytes"},
+    },
+}
+
+LIMIT_FIELDS = {
+    f"{stage}_{name}": {"type": "number", "description": description}
+    for stage in ("compile", "run")
+    for name, description in (("timeout", "wall clock, ms"), ("cpu_time", "CPU time, ms"),
+                              ("memory_limit", "address space, bytes; -1 is the default"))
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["message"],
+              "properties": {"message": {"type": "string"}}},
+    "AzureExecuteRequest": {
+        "type": "object", "required": ["properties"],
+        "properties": {"properties": {
+            "type": "object", "required": ["code"],
+            "properties": {
+                "code": {"type": "string"},
+                "stdin": {"type": "string"},
+                "args": {"type": "array", "items": {"type": "string"}},
+                "timeoutInSeconds": {"type": "number", "exclusiveMinimum": 0},
+                "codeInputType": {"type": "string"}, "executionType": {"type": "string"},
+            }}},
+    },
+    "AzureExecuteResponse": {
+        "type": "object",
+        "properties": {"$id": {"type": "string"}, "properties": {
+            "allOf": [STAGE, {"type": "object", "properties": {
+                "$id": {"type": "string"},
+                "status": {"type": "string", "enum": ["Success", "Failure"]},
+                "result": {"type": "string"}, "executionResult": {"type": "string"},
+                "outcome": {"type": "string", "enum": OUTCOMES},
+                "compile": {"oneOf": [STAGE, {"type": "null"}]},
+                "runtime": {"type": "object", "properties": {
+                    "language": {"type": "string"}, "version": {"type": "string"}}},
+            }}]}},
+    },
+    "PistonRuntime": {
+        "type": "object", "required": ["language", "version", "aliases"],
+        "properties": {"language": {"type": "string"}, "version": {"type": "string"},
+                       "aliases": {"type": "array", "items": {"type": "string"}},
+                       "runtime": {"type": "string"}},
+    },
+    "PistonExecuteRequest": {
+        "type": "object", "required": ["language", "version", "files"],
+        "properties": {
+            "language": {"type": "string"},
+            "version": {"type": "string", "description": "a node-semver range"},
+            "files": {"type": "array", "items": {
+                "type": "object", "required": ["content"],
+                "properties": {"name": {"type": "string"}, "content": {"type": "string"},
+                               "encoding": {"type": "string",
+                                            "enum": ["utf8", "base64", "hex"]}}}},
+            "stdin": {"type": "string"},
+            "args": {"type": "array", "items": {"type": "string"}},
+            **LIMIT_FIELDS,
+        },
+    },
+    "PistonExecuteResponse": {
+        "type": "object", "required": ["language", "version", "run"],
+        "properties": {"language": {"type": "string"}, "version": {"type": "string"},
+                       "run": PISTON_STAGE, "compile": PISTON_STAGE},
+    },
+}
+
+
+def _execute_operation(summary: str, languages: Sequence[str] | None) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": "api-version", "in": "query", "schema": {"type": "string"},
+         "description": "accepted and logged"},
+        {"name": "identifier", "in": "query", "schema": {"type": "string"},
+         "description": "the session identifier; accepted and logged"},
+    ]
+    if languages is not None:
+        parameters.insert(0, {"name": "language", "in": "path", "required": True,
+                              "schema": {"type": "string", "enum": list(languages)}})
+    return {"post": {
+        "summary": summary, "parameters": parameters,
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": _ref("AzureExecuteRequest")}}},
+        "responses": {"200": _json(_ref("AzureExecuteResponse"),
+                                   "the program ran; its outcome says how it ended"),
+                      **_errors(400, 404, 405, 413, 500, 503)},
+    }}
+
+
+def _piston_paths(prefix: str) -> dict[str, Any]:
+    return {
+        f"{prefix}/runtimes": {"get": {
+            "summary": "Piston: installed runtimes",
+            "responses": {"200": _json({"type": "array", "items": _ref("PistonRuntime")},
+                                       "every runtime")}}},
+        f"{prefix}/execute": {"post": {
+            "summary": "Piston: run one job",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("PistonExecuteRequest")}}},
+            "responses": {"200": _json(_ref("PistonExecuteResponse"), "the job ran"),
+                          **_errors(400, 413, 415, 500, 503)}}},
+        f"{prefix}/connect": {"get": {
+            "summary": "Piston: interactive WebSocket",
+            "description": "Upgrade to a WebSocket. Client messages: init (the execute fields), "
+                           "data (stream stdin, data, eof), signal. Server messages: runtime, "
+                           "stage, data, exit, error. Close codes 4999 done, 4000-4005 errors.",
+            "responses": {"101": {"description": "switching to the WebSocket protocol"}}}},
+    }
+
+
+def openapi_document(version: str, languages: Sequence[str]) -> dict[str, Any]:
+    """The whole document for a service with these runtime names and aliases."""
+    paths: dict[str, Any] = {
+        "/": {"get": {"summary": "Status: runtimes, limits, confinement layers, runs, routes",
+                      "responses": {"200": _json({"type": "object"}, "the status")}}},
+        "/health": {"get": {
+            "summary": "Ready once every runtime's self-test passed",
+            "responses": {"200": {"description": "ok",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          "503": _json(_ref("Error"), "not ready, and why")}}},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics",
+            "responses": {"200": {"description": "the text exposition format",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document",
+                                  "responses": {"200": _json({"type": "object"}, "OpenAPI")}}},
+        "/code/execute": _execute_operation("Azure session pool: run Python", None),
+        "/{language}/execute": _execute_operation("Azure session pool: run in a language",
+                                                  languages),
+    }
+    for prefix in PISTON_PREFIXES:
+        paths.update(_piston_paths(prefix))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "sandbox-service", "version": version,
+                 "description": "Runs untrusted Python and C++ programs under confinement; "
+                                "Azure session-pool execute routes and Piston's v2 API."},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS},
+    }

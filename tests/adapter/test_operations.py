@@ -1,0 +1,102 @@
+"""Operating the service: metrics, the OpenAPI document, the startup and access log lines."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from openapi_spec_validator import validate
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+
+from ..utils import Server
+
+
+def sample(metrics_text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text, 0 when it is not there yet."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in metrics_text.splitlines():
+        if line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        metric, _, label_text = series.partition("{")
+        if metric != name:
+            continue
+        found = ",".join(sorted(label_text.rstrip("}").split(","))) if label_text else ""
+        if found == wanted:
+            return float(value)
+    return 0.0
+
+
+def get_metrics(server: Server) -> str:
+    with server.client() as client:
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return response.text
+
+
+def test_metrics_count_runs_by_runtime_and_outcome_and_time_requests(server: Server) -> None:
+    before = get_metrics(server)
+    server.post("/python/execute", {"properties": {"code": "print(1)"}})
+    server.post("/python/execute", {"properties": {"code": "raise SystemExit(3)"}})
+    server.post("/api/v2/execute", {"language": "py", "version": "*",
+                                    "files": [{"content": "print(2)"}]})
+    after = get_metrics(server)
+
+    def grew(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert grew("sandbox_runs_total", runtime="python", outcome="ok") == 2
+    assert grew("sandbox_runs_total", runtime="python", outcome="nonzero_exit") == 1
+    assert grew("sandbox_run_duration_seconds_count", runtime="python") == 3
+    # Requests are labelled by route template, never by the raw path.
+    assert grew("sandbox_request_duration_seconds_count", method="POST",
+                route="/{language}/execute", status="200") == 2
+    assert grew("sandbox_request_duration_seconds_count", method="POST",
+                route="/api/v2/execute", status="200") == 1
+    with server.client() as client:
+        client.get("/no/such/path/12345")
+    assert "/no/such/path" not in get_metrics(server)
+    assert sample(after, "sandbox_runs_in_flight") == 0
+    assert sample(after, "sandbox_runs_waiting") == 0
+    assert "sandbox_rejections_total" in after
+
+
+def test_openapi_document_is_valid_and_names_every_route(app_client: TestClient) -> None:
+    response = app_client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    validate(document)
+    served = {route.path for route in app_client.app.routes  # type: ignore[attr-defined]
+              if isinstance(route, (Route, WebSocketRoute))}
+    assert served == set(document["paths"])
+    languages = document["paths"]["/{language}/execute"]["post"]["parameters"][0]["schema"]
+    assert {"python", "py", "c++", "cpp"} <= set(languages["enum"])
+
+
+def server_log(server: Server) -> list[str]:
+    return (server.work_root.parent / f"server-{server.url.rsplit(':', 1)[1]}.log") \
+        .read_text().splitlines()
+
+
+def test_startup_line_names_version_runtimes_limits_and_layers(server: Server) -> None:
+    lines = [json.loads(line) for line in server_log(server) if line.startswith('{"event"')]
+    startup = next(line for line in lines if line["event"] == "startup")
+    assert re.fullmatch(r"3\.\d+\.\d+", startup["runtimes"]["python"])
+    assert startup["ceilings"]["max_output_bytes"] == 4096
+    assert startup["layers"]["seccomp"]["active"] is True
+    assert set(startup["layers"]) >= {"per_run_uid", "landlock", "tmpfs", "netns"}
+
+
+def test_access_lines_have_sizes_and_never_the_program_or_its_output(server: Server) -> None:
+    marker = "only-in-the-program-7d1f"
+    server.post("/python/execute?identifier=ops-1",
+                {"properties": {"code": f"print('{marker}' * 2)"}})
+    lines = [json.loads(line) for line in server_log(server)
+             if line.startswith('{"method"')]
+    line = next(x for x in lines if x["identifier"] == "ops-1")
+    assert (line["method"], line["status"], line["runtime"], line["outcome"]) == (
+        "POST", 200, "python", "ok")
+    assert line["request_bytes"] > 0 and line["response_bytes"] > 0
+    assert all(marker not in text for text in server_log(server))
