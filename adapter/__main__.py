@@ -1,40 +1,101 @@
-"""`python -m adapter [--host H] [--port P]`: serve on HOST:PORT (default 0.0.0.0:8080)."""
+"""`python -m adapter [--host H] [--port P]`: serve on HOST:PORT (default 0.0.0.0:8080).
+
+`python -m adapter check --endpoint URL [--token T] [--identifier ID]`: run the deployment
+check against a running service or a session pool's endpoint.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
+import signal
 import sys
+from types import FrameType
+from typing import NoReturn
 
 import uvicorn
 
 from runtimes import RuntimeConfigError
 from sandbox import SandboxError
 
+from . import check
 from .app import create_app
 from .settings import Settings, SettingsError
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sandbox-service", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sandbox-service", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", help="address to listen on (env HOST, default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port to listen on (env PORT, default 8080)")
-    options = parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="command", metavar="{check}")
+    checker = commands.add_parser(
+        "check", help="run the deployment check against a service",
+        description="Runs a short suite of real requests against a service and explains each "
+                    "failure; exits 1 if any check fails.")
+    checker.add_argument("--endpoint", required=True,
+                         help="the service's base URL (http://localhost:8080), or a session "
+                              "pool's management endpoint")
+    checker.add_argument("--token", help="bearer token sent as Authorization (a pool needs one: "
+                                         "az account get-access-token --resource "
+                                         "https://dynamicsessions.io)")
+    checker.add_argument("--identifier",
+                         help="session identifier sent with every request (default: a random one)")
+    checker.add_argument("--timeout", type=float, default=check.DEFAULT_TIMEOUT_S,
+                         help="seconds to wait for each answer (default %(default)s)")
+    return parser
+
+
+def serve(options: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", options.host), ("port", options.port)) if v}
     try:
         settings = Settings.from_environ(**overrides)
     except SettingsError as exc:
         print(f"sandbox-service: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     try:
         app = create_app(settings)
     except (RuntimeConfigError, SandboxError, OSError) as exc:
         print(f"sandbox-service: cannot start: {exc}", file=sys.stderr)
         return 1
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False,
-                log_level=settings.log_level, timeout_graceful_shutdown=30)
+    # uvicorn re-raises the signal that stopped it once its graceful shutdown is over, which
+    # would end the process as killed by SIGTERM; a stop that let the runs finish is a success.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, exit_stopped)
+    # log_config=None: uvicorn's own lines go through the root handler, as JSON like ours.
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_config=None,
+                log_level=settings.log_level,
+                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s))
     return 0
+
+
+class JsonLines(logging.Formatter):
+    """Every log line is one JSON object: ours already are; others (uvicorn's) are wrapped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if message.startswith("{") and not record.exc_info:
+            return message
+        line = {"level": record.levelname.lower(), "logger": record.name, "message": message}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def exit_stopped(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    if options.command == "check":
+        return check.main(options.endpoint, options.token, options.identifier, options.timeout)
+    return serve(options)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ responses in exactly one handler.
     ├── MethodNotAllowed         405
     ├── PayloadTooLarge          413
     ├── UnsupportedMediaType     415
-    └── ServiceBusy              503  too many runs waiting; carries Retry-After
+    ├── ServiceBusy              503  too many runs waiting; carries Retry-After
+    └── ShuttingDown             503  the run was stopped by a shutdown
 """
 
 from __future__ import annotations
@@ -54,3 +55,7 @@ class ServiceBusy(ServiceError):
     def __init__(self, message: str, retry_after_s: int = 1, **extra: Any) -> None:
         super().__init__(message, **extra)
         self.headers["Retry-After"] = str(retry_after_s)
+
+
+class ShuttingDown(ServiceError):
+    status = 503

@@ -23,7 +23,7 @@ from runtimes import (
 from sandbox import Sandbox
 
 from .admission import Admission
-from .errors import ServiceBusy
+from .errors import ServiceBusy, ShuttingDown
 from .metrics import Metrics
 from .render import outcome_name
 from .settings import Settings
@@ -65,6 +65,11 @@ class Service:
         except ServiceBusy:
             self.metrics.rejections.inc()
             raise
+        except asyncio.CancelledError:
+            # Only a shutdown past its grace period cancels a run (its jail is gone by now):
+            # the caller gets a clear 503 to retry elsewhere rather than a bare 500.
+            raise ShuttingDown("the service is shutting down and stopped this run; "
+                               "retry on another instance") from None
         self.metrics.observe_run(runtime.name, outcome_name(execution),
                                  time.perf_counter() - started)
         return execution
