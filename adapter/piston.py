@@ -4,7 +4,8 @@ Piston's exact shape. Shared by `POST /api/v2/execute` and the `/api/v2/connect`
 Where Piston is rough, this differs on purpose (the README lists it): a bad `encoding`, bad
 base64/hex, unsafe or clashing file names and non-string `stdin`/`args` are 400s naming the
 field instead of crashes or silent guesses; `-1` memory limits mean the default; output is cut
-at exactly the cap instead of dropping whole chunks.
+at exactly the cap instead of dropping whole chunks; a `version` range over 256 characters is
+unknown.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ ENCODINGS = ("utf8", "base64", "hex")
 CONSTRAINTS = ("memory_limit", "timeout", "cpu_time")
 STAGES = ("compile", "run")
 WHITESPACE = re.compile(rb"\s+")
+# Longer `version` ranges are unknown without being parsed: the node-semver port's patterns take
+# time that grows faster than the square of the length on runs of spaces (100 000 spaces: 17 s
+# of the event loop). Node's semver refuses versions over the same 256 characters.
+MAX_RANGE_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class PistonJob:
 def resolve_runtime(registry: Registry, language: str, version: str) -> Runtime | None:
     """The installed runtime named `language` (or an alias) whose version satisfies the
     node-semver range `version`, the highest if several do; None if none does."""
+    if len(version) > MAX_RANGE_CHARS:
+        return None
     matches = [rt for rt in registry if language in rt.names and _satisfies(rt.version, version)]
     if not matches:
         return None
@@ -61,6 +68,19 @@ def _satisfies(installed: str, wanted: str) -> bool:
         return bool(nodesemver.satisfies(installed, wanted, loose=False))
     except (ValueError, TypeError):  # not a range at all, as for Node's semver
         return False
+
+
+def _js_falsy(value: Any) -> bool:
+    """Whether JavaScript finds a JSON value false: null, false, 0 and "". Unlike Python's,
+    `[]` and `{}` are true, so Piston reports `"run_timeout": []` instead of ignoring it."""
+    return value is None or value is False or value == "" or (
+        isinstance(value, (int, float)) and value == 0)
+
+
+def _encoding(file: dict[str, Any]) -> Any:
+    """A file's encoding as Piston reads it: utf8 when the field is false in JavaScript."""
+    encoding = file.get("encoding")
+    return "utf8" if _js_falsy(encoding) else encoding
 
 
 def runtimes_list(registry: Registry) -> list[dict[str, Any]]:
@@ -92,7 +112,7 @@ def parse_job(body: Any, registry: Registry, ceilings: Limits) -> PistonJob:
     runtime = resolve_runtime(registry, language, version)
     if runtime is None:
         raise BadRequest(f"{language}-{version} runtime is unknown")
-    if not any(not f.get("encoding") or f.get("encoding") == "utf8" for f in files):
+    if not any(_encoding(f) == "utf8" for f in files):
         raise BadRequest("files must include at least one utf8 encoded file")
     overrides = _limit_overrides(body, ceilings)
     sources, main = _source_files(files, runtime)
@@ -128,7 +148,7 @@ def _limit_overrides(body: dict[str, Any], ceilings: Limits) -> dict[str, dict[s
         for stage in STAGES:
             name = f"{stage}_{constraint}"
             value = body.get(name)
-            if not value:  # JavaScript's falsy: absent, null, 0, "" and false
+            if _js_falsy(value):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value):
@@ -140,17 +160,19 @@ def _limit_overrides(body: dict[str, Any], ceilings: Limits) -> dict[str, dict[s
                                  f"{_js_number(configured[constraint])}")
             if value < 0:
                 raise BadRequest(f"{name} must be non-negative")
+            # Limits must be positive: a fraction of a byte is one byte, and a time under 1 ms
+            # is 1 ms (a tiny one would underflow to 0 s in the division).
             if constraint == "memory_limit":
-                overrides[stage]["memory_bytes"] = int(value)
+                overrides[stage]["memory_bytes"] = math.ceil(value)
             elif constraint == "timeout":
-                overrides[stage]["wall_timeout_s"] = value / 1000
+                overrides[stage]["wall_timeout_s"] = max(value, 1) / 1000
             else:
-                overrides[stage]["cpu_time_s"] = value / 1000
+                overrides[stage]["cpu_time_s"] = max(value, 1) / 1000
     return overrides
 
 
 def _decode(file: dict[str, Any], i: int) -> bytes:
-    encoding = file.get("encoding") or "utf8"
+    encoding = _encoding(file)
     content: str = file["content"]
     if encoding not in ENCODINGS:
         raise BadRequest(f"files[{i}].encoding must be one of {', '.join(ENCODINGS)}")
@@ -170,14 +192,17 @@ def _decode(file: dict[str, Any], i: int) -> bytes:
 def _source_files(files: list[dict[str, Any]], runtime: Runtime) -> tuple[tuple[SourceFile, ...],
                                                                         str]:
     """The files with their names checked; the main file is the first utf8 one. Unnamed files
-    are `file<i>` plus the runtime's extension (Piston's `file<i>.code` would not compile)."""
+    are `file<i>` plus the runtime's extension (Piston's `file<i>.code` would not compile).
+    A name starting with `-` is given as `./-…`: the run and compile argv lists carry names as
+    they are, and `-c` or `-fplugin=x.cpp` would be read as an option of the interpreter or
+    the compiler instead of a file."""
     extension = PurePosixPath(runtime.source_file).suffix
     sources: list[SourceFile] = []
     paths: dict[PurePosixPath, int] = {}
     main = None
     for i, file in enumerate(files):
         name = file.get("name")
-        if name is None or name == "":
+        if _js_falsy(name):
             name = f"file{i}{extension}"
         if not isinstance(name, str):
             raise BadRequest(f"files[{i}].name must be a string")
@@ -187,9 +212,10 @@ def _source_files(files: list[dict[str, Any]], runtime: Runtime) -> tuple[tuple[
             raise BadRequest(f"files[{i}].name: {exc}") from None
         _check_clash(path, paths, i)
         paths[path] = i
-        sources.append(SourceFile(str(path), _decode(file, i)))
-        if main is None and (file.get("encoding") or "utf8") == "utf8":
-            main = str(path)
+        argv_name = f"./{path}" if path.parts[0].startswith("-") else str(path)
+        sources.append(SourceFile(argv_name, _decode(file, i)))
+        if main is None and _encoding(file) == "utf8":
+            main = argv_name
     assert main is not None  # parse_job checked that a utf8 file exists
     return tuple(sources), main
 

@@ -135,7 +135,7 @@ class PistonSocket:
         receiver: asyncio.Task[str] | None = None
         while True:
             if receiver is None:
-                receiver = asyncio.create_task(self.ws.receive_text())
+                receiver = asyncio.create_task(self._receive())
             waiting: set[asyncio.Future[Any]] = {receiver}
             if self.job_task is not None:
                 waiting.add(self.job_task)
@@ -153,6 +153,16 @@ class PistonSocket:
                 raw = receiver.result()
                 receiver = None
                 await self._on_message(raw)
+
+    async def _receive(self) -> str:
+        """The next message as text. A binary frame is read as UTF-8 too, as Piston's server
+        parses either kind as JSON."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+        if message.get("text") is not None:
+            return str(message["text"])
+        return bytes(message.get("bytes") or b"").decode("utf-8", errors="replace")
 
     async def _on_message(self, raw: str) -> None:
         try:
@@ -191,7 +201,8 @@ class PistonSocket:
         elif kind == "signal":
             if self.job_task is None:
                 raise _Closing(NOT_INITIALIZED)
-            number = SIGNALS.get(message.get("signal"))  # type: ignore[arg-type]
+            name = message.get("signal")
+            number = SIGNALS.get(name) if isinstance(name, str) else None
             if number is None:
                 raise _Closing(INVALID_SIGNAL)
             if self.events.process is not None:

@@ -1,0 +1,105 @@
+"""An existing Piston client library, unchanged, against the real service: piston_rspy (the
+Python binding of the Rust client piston_rs) pointed at our base URL instead of Piston's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import piston_rspy
+import pytest
+
+from ..utils import Server, assert_nothing_left
+
+T = TypeVar("T")
+
+
+def run(call: Callable[[], Awaitable[T]]) -> T:
+    """Runs one client call. The binding hands its future to the event loop running when the
+    call is made, so the call itself must happen inside one."""
+    async def main() -> T:
+        return await call()
+    return asyncio.run(main())
+
+
+def client(server: Server, prefix: str = "/api/v2/piston") -> piston_rspy.Client:
+    return piston_rspy.Client.with_url(server.url + prefix)
+
+
+def execute(server: Server, executor: piston_rspy.Executor) -> piston_rspy.ExecResponse:
+    response = run(lambda: client(server).execute(executor))
+    assert_nothing_left(server)
+    return response
+
+
+@pytest.mark.parametrize("prefix", ["/api/v2/piston", "/api/v2"])
+def test_fetch_runtimes_lists_both_languages(server: Server, prefix: str) -> None:
+    runtimes = run(client(server, prefix).fetch_runtimes)
+    with server.client() as http:
+        listed = http.get("/api/v2/runtimes").json()
+    assert [(r.language, r.version, r.aliases) for r in runtimes] == [
+        (r["language"], r["version"], r["aliases"]) for r in listed]
+    assert [r.language for r in runtimes] == ["c++", "python"]
+
+
+def test_python_with_stdin_and_args(server: Server) -> None:
+    executor = (piston_rspy.Executor()
+                .set_language("python")
+                .set_version("3.x")
+                .add_file(piston_rspy.File(name="main.py", content=(
+                    "import sys\nprint(input(), sys.argv[1:])\n"
+                    "print('warned', file=sys.stderr)")))
+                .set_stdin("hello")
+                .add_args(["a b", "c"]))
+    # Sent with piston_rs's defaults: memory limits of -1, which must mean the default.
+    response = execute(server, executor)
+    assert (response.status, response.is_ok(), response.language) == (200, True, "python")
+    assert response.compile is None
+    run = response.run
+    assert (run.stdout, run.stderr, run.output, run.code, run.signal) == (
+        "hello ['a b', 'c']\n", "warned\n", "hello ['a b', 'c']\nwarned\n", 0, None)
+    assert run.is_ok()
+
+
+@pytest.mark.gxx
+def test_cpp_compiles_and_runs(server: Server) -> None:
+    executor = (piston_rspy.Executor()
+                .set_language("cpp")
+                .add_file(piston_rspy.File(name="main.cpp", content=(
+                    "#include <iostream>\nint main(){int a, b; std::cin >> a >> b;"
+                    " std::cout << a * b << std::endl;}")))
+                .set_stdin("6 7"))
+    response = execute(server, executor)
+    assert (response.status, response.language) == (200, "c++")
+    assert response.compile is not None
+    assert (response.compile.code, response.compile.stderr) == (0, "")
+    assert (response.run.stdout, response.run.code, response.run.signal) == ("42\n", 0, None)
+
+
+@pytest.mark.gxx
+def test_cpp_compile_error_is_the_run_result(server: Server) -> None:
+    executor = (piston_rspy.Executor().set_language("c++")
+                .add_file(piston_rspy.File(name="main.cpp", content="int main() { oops }")))
+    response = execute(server, executor)
+    assert response.compile is not None
+    assert (response.run.code, response.run.stderr) == (response.compile.code,
+                                                         response.compile.stderr)
+    assert response.run.code == 1 and "error:" in response.run.stderr
+    assert response.run.is_err()
+
+
+def test_timeout_is_a_kill(server: Server) -> None:
+    executor = (piston_rspy.Executor().set_language("py").set_run_timeout(500)
+                .add_file(piston_rspy.File(content="import time\ntime.sleep(10)")))
+    response = execute(server, executor)
+    assert (response.status, response.run.code, response.run.signal) == (200, None, "SIGKILL")
+
+
+def test_request_error_reaches_the_user_verbatim(server: Server) -> None:
+    # piston_rs copies an error body into run.stderr: it must be Piston's compact JSON.
+    executor = (piston_rspy.Executor().set_language("cobol")
+                .add_file(piston_rspy.File(content="DISPLAY 'HI'.")))
+    response = execute(server, executor)
+    assert (response.status, response.is_err()) == (400, True)
+    assert response.run.stderr == '400 Bad Request: {"message":"cobol-* runtime is unknown"}'
