@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket
 from runtimes import RuntimesError, UnknownRuntime, source_files, stage_limits
 from sandbox import SandboxError, UnsafeName, harden_service
 
-from . import piston
+from . import piston, session_api
 from .access_log import AccessLog
 from .azure import parse_execute, render_execution
 from .body import read_json
@@ -132,7 +132,7 @@ async def piston_connect(websocket: WebSocket) -> None:
 
 
 async def execute_code(request: Request) -> Response:
-    """POST /{language}/execute and /code/execute: run one program, answer in Azure's shape."""
+    """POST /{language}/execute: run one program in a fresh jail, answer in Azure's shape."""
     service = _service(request)
     language = request.path_params.get("language", "python")
     runtime = service.registry.find(language)
@@ -207,7 +207,16 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         error = ServiceError("internal error of the service; see its log")
     request.state.error = error.message
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+    body = error.body()
+    if getattr(request.state, "error_style", None) == "newer":
+        # Azure's newer session family wraps errors: {"error": {"code", "message"}}.
+        body = {"error": {"code": ERROR_CODES.get(error.status, "InternalServerError"),
+                          "message": error.message}}
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+ERROR_CODES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed",
+               413: "PayloadTooLarge", 415: "UnsupportedMediaType", 503: "ServiceUnavailable"}
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -223,9 +232,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # the first thing to read when a deployment behaves unlike a test machine.
         log.info(json.dumps(startup_summary(service)))
         selftests = asyncio.create_task(service.run_selftests())
+        sweeper = asyncio.create_task(service.sessions.sweep_forever())
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await service.sessions.close()
             # uvicorn has stopped accepting and waited SANDBOX_SHUTDOWN_GRACE_S for requests in
             # flight, then cancelled them (their runs killed and jails disposed on the way out).
             selftests.cancel()
@@ -244,7 +258,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
-            Route("/code/execute", execute_code, methods=["POST"]),
+            Route("/code/execute", session_api.code_execute, methods=["POST"]),
+            Route("/files/upload", session_api.files_upload, methods=["POST"]),
+            Route("/files", session_api.files_list, methods=["GET"]),
+            Route("/files", session_api.files_post, methods=["POST"]),
+            Route("/files/content/{name:path}", session_api.file_content, methods=["GET"]),
+            Route("/files/{name}/content", session_api.file_content, methods=["GET"]),
+            Route("/files/{name}", session_api.file_info, methods=["GET"]),
+            Route("/files/{name}", session_api.file_delete, methods=["DELETE"]),
+            Route("/executions", session_api.executions_post, methods=["POST"]),
+            Route("/executions/{id}", session_api.executions_get, methods=["GET"]),
+            Route("/session", session_api.session_delete, methods=["DELETE"]),
             Route("/{language}/execute", execute_code, methods=["POST"]),
             # Piston's v2 API, also under /api/v2/piston/ where its client libraries point.
             *(route

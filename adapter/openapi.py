@@ -166,6 +166,59 @@ def _piston_paths(prefix: str) -> dict[str, Any]:
     }
 
 
+IDENTIFIER = {"name": "identifier", "in": "query", "schema": {"type": "string"},
+              "description": "the session (1-128 characters, raw or percent-encoded)"}
+API_VERSION = {"name": "api-version", "in": "query", "schema": {"type": "string"},
+               "description": "2024-10-02-preview or later selects the newer family's shapes"}
+NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}}}}
+OBJECT = {"type": "object"}
+
+
+def _session_op(summary: str, responses: dict[str, Any], *, name: bool = False,
+                body: dict[str, Any] | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary, "parameters": [IDENTIFIER, API_VERSION, *([NAME] if name else [])],
+        "responses": {**responses, **_errors(400, 404, 413, 503)}}
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+def _session_paths() -> dict[str, Any]:
+    ok = {"200": _json(OBJECT, "see azure-sessions: the legacy or the newer shape")}
+    raw = {"200": {"description": "the file's bytes",
+                   "content": {"application/octet-stream": {"schema": {"type": "string"}}}}}
+    gone = {"204": {"description": "done"}}
+    execution = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["code"],
+        "properties": {"code": {"type": "string"}, "timeoutInSeconds": {"type": "number"},
+                       "codeInputType": {"type": "string"},
+                       "executionType": {"type": "string"}}}}}}
+    return {
+        "/files/upload": {"post": _session_op("Session files (legacy): upload", ok,
+                                              body=UPLOAD)},
+        "/files": {"get": _session_op("Session files: list", ok),
+                   "post": _session_op("Session files (newer): upload", ok, body=UPLOAD)},
+        "/files/content/{name}": {"get": _session_op("Session files (legacy): content", raw,
+                                                     name=True)},
+        "/files/{name}/content": {"get": _session_op("Session files (newer): content", raw,
+                                                     name=True)},
+        "/files/{name}": {"get": _session_op("Session files (newer): one file", ok, name=True),
+                          "delete": _session_op("Session files (newer): delete", gone,
+                                                name=True)},
+        "/executions": {"post": _session_op("Sessions (newer): run a cell", ok,
+                                            body=execution)},
+        "/executions/{id}": {"get": {
+            "summary": "Sessions (newer): an execution", "parameters": [
+                IDENTIFIER, API_VERSION,
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {**ok, **_errors(400, 404)}}},
+        "/session": {"delete": _session_op("Sessions (newer): end one, files and all", gone)},
+    }
+
+
 def openapi_document(version: str, languages: Sequence[str]) -> dict[str, Any]:
     """The whole document for a service with these runtime names and aliases."""
     paths: dict[str, Any] = {
@@ -182,12 +235,15 @@ def openapi_document(version: str, languages: Sequence[str]) -> dict[str, Any]:
                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {"summary": "This document",
                                   "responses": {"200": _json({"type": "object"}, "OpenAPI")}}},
-        "/code/execute": _execute_operation("Azure session pool: run Python", None),
+        "/code/execute": _execute_operation(
+            "Code-interpreter session: run a cell in the identifier's session (state persists; "
+            "result is the trailing expression)", None),
         "/{language}/execute": _execute_operation("Azure session pool: run in a language",
                                                   languages),
     }
     for prefix in PISTON_PREFIXES:
         paths.update(_piston_paths(prefix))
+    paths.update(_session_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "sandbox-service", "version": version,

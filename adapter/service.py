@@ -26,6 +26,7 @@ from .admission import Admission
 from .errors import ServiceBusy, ShuttingDown
 from .metrics import Metrics
 from .render import outcome_name
+from .sessions import Sessions
 from .settings import Settings
 
 log = logging.getLogger("adapter")
@@ -43,6 +44,7 @@ class Service:
     registry: Registry
     admission: Admission
     metrics: Metrics
+    sessions: Sessions
     selftests: dict[str, SelfTestResult] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
 
@@ -53,7 +55,8 @@ class Service:
         registry = Registry(load_runtimes(*settings.runtimes_dirs))
         admission = Admission(settings.max_concurrent_runs, settings.max_queued_runs)
         metrics = Metrics(lambda: admission.running, lambda: admission.waiting)
-        return cls(settings, sandbox, registry, admission, metrics)
+        sessions = Sessions(settings, sandbox, registry.find("python"))
+        return cls(settings, sandbox, registry, admission, metrics, sessions)
 
     async def execute(self, runtime: Runtime, files: Sequence[SourceFile],
                       **options: Any) -> Execution:

@@ -34,12 +34,18 @@ class Settings:
     landlock: str = "auto"
     tmpfs: str = "auto"
     netns: str = "auto"
+    mntns: str = "auto"
     uid_first: int = 60000
     uid_count: int = 1000
     runtimes_dirs: tuple[Path, ...] = ()  # empty: the built-in runtimes
     max_concurrent_runs: int = max(1, os.cpu_count() or 1)
     max_queued_runs: int = 64
     max_body_bytes: int = 10 * MiB
+    # Code-interpreter sessions (POST /code/execute with an identifier, /executions, /files).
+    session_cooldown_s: float = 300.0  # idle this long, a session ends with its files
+    session_max_lifetime_s: float = 3600.0  # wall and CPU bound of one session's kernel
+    max_sessions: int = 64
+    max_upload_bytes: int = 128 * MiB
     # On SIGTERM: how long in-flight requests may take to finish before their runs are killed.
     shutdown_grace_s: float = 30.0
     # Ceilings: a request may lower any limit, and raise one up to here, never beyond.
@@ -67,7 +73,7 @@ class Settings:
         return SandboxConfig(work_root=self.work_root, per_run_uid=self.per_run_uid,
                              uid_first=self.uid_first, uid_count=self.uid_count,
                              seccomp=self.seccomp, landlock=self.landlock, tmpfs=self.tmpfs,
-                             netns=self.netns,
+                             netns=self.netns, mntns=self.mntns,
                              disk_bytes=self.max_disk_bytes, disk_files=self.max_disk_files)
 
     @classmethod
@@ -86,12 +92,13 @@ class Settings:
         return settings
 
     def _validate(self) -> None:
-        for layer in ("per_run_uid", "seccomp", "landlock", "tmpfs", "netns"):
+        for layer in ("per_run_uid", "seccomp", "landlock", "tmpfs", "netns", "mntns"):
             if getattr(self, layer) not in ("auto", "on", "off"):
                 raise SettingsError(f"SANDBOX_{layer.upper()} must be auto, on or off")
         if not 0 < self.port < 65536:
             raise SettingsError("PORT must be between 1 and 65535")
-        for name in ("uid_count", "max_concurrent_runs", "max_body_bytes"):
+        for name in ("uid_count", "max_concurrent_runs", "max_body_bytes",
+                     "session_cooldown_s", "session_max_lifetime_s"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"SANDBOX_{name.upper()} must be at least 1")
         if self.shutdown_grace_s < 0:
@@ -117,9 +124,10 @@ def _paths(raw: str) -> tuple[Path, ...]:
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": str, "port": int, "log_level": str.lower, "work_root": Path, "per_run_uid": str.lower,
-    "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "netns": str.lower,
+    "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "netns": str.lower, "mntns": str.lower,
     "max_disk_bytes": int,
-    "max_disk_files": int, "shutdown_grace_s": float,
+    "max_disk_files": int, "shutdown_grace_s": float, "session_cooldown_s": float,
+    "session_max_lifetime_s": float, "max_sessions": int, "max_upload_bytes": int,
     "uid_first": int, "uid_count": int, "runtimes_dirs": _paths, "max_concurrent_runs": int,
     "max_queued_runs": int, "max_body_bytes": int, "max_wall_timeout_s": float,
     "max_cpu_time_s": float, "max_memory_bytes": int, "max_stack_bytes": int,

@@ -12,17 +12,21 @@ from .execution import (
 )
 from .loader import BUILTIN_DIR, load_runtime, load_runtimes
 from .registry import Registry, SelfTestResult, run_selftest
-from .runtime import Runtime, SelfTest, Stage
+from .runtime import Runtime, SelfTest, SessionStage, Stage
+from .session import CellResult, InterpreterSession
 
 __all__ = [
     "BUILTIN_DIR",
+    "CellResult",
     "Execution",
+    "InterpreterSession",
     "Registry",
     "Runtime",
     "RuntimeConfigError",
     "RuntimesError",
     "SelfTest",
     "SelfTestResult",
+    "SessionStage",
     "SourceFile",
     "Stage",
     "StageEvents",

@@ -18,13 +18,13 @@ from typing import Any
 from sandbox import LIMIT_FIELDS, Limits
 
 from .errors import RuntimeConfigError
-from .runtime import Runtime, SelfTest, Stage
+from .runtime import Runtime, SelfTest, SessionStage, Stage
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 LIST_PLACEHOLDERS = ("{args...}", "{sources...}")
 FIXED_PLACEHOLDERS = ("workdir", "source")
 TOP_KEYS = {"name", "aliases", "source_file", "compile_sources", "executables", "version",
-            "compile", "run", "selftest", "read_paths", "runtime"}
+            "compile", "run", "selftest", "read_paths", "runtime", "session"}
 STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers", "file_size_error_markers"}
 VERSION_TIMEOUT_S = 20
 
@@ -160,6 +160,20 @@ def _read_paths(reader: _Reader, executables: Mapping[str, str]) -> tuple[str, .
     return tuple(paths)
 
 
+def _read_session(reader: _Reader, path: Path, executables: Mapping[str, str]) -> SessionStage:
+    session = reader.sub("session")
+    assert session is not None
+    session.check_keys({"argv", "kernel", "env"})
+    kernel_name = session.text("kernel")
+    kernel_path = path.parent / kernel_name
+    if "/" in kernel_name or not kernel_path.is_file():
+        raise session.fail("kernel", f"no file {kernel_name!r} next to the runtime")
+    argv = session.str_list("argv", empty=False)
+    for i, arg in enumerate(argv):
+        _check_template(session, f"argv[{i}]", arg, [*executables, "kernel"])
+    return SessionStage(tuple(argv), session.str_map("env"), kernel_path.read_text())
+
+
 def load_runtime(path: Path) -> Runtime:
     """Loads and validates one runtime description, resolving its toolchain and version."""
     try:
@@ -194,6 +208,7 @@ def load_runtime(path: Path) -> Runtime:
         compile_sources=tuple(compile_sources),
         read_paths=read_paths,
         toolchain=reader.text("runtime") if "runtime" in data else None,
+        session=_read_session(reader, path, executables) if "session" in data else None,
         selftest=SelfTest(code=selftest.text("code"), stdout=str(selftest.table.get("stdout", "")),
                           stdin=str(selftest.table.get("stdin", ""))),
         path=path,

@@ -25,6 +25,16 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class SessionStage:
+    """How to start the runtime's stateful kernel: argv (with `{kernel}`, the kernel's source
+    text) and extra environment."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    kernel: str
+
+
+@dataclass(frozen=True)
 class SelfTest:
     """A program the runtime must run at startup, with the exact stdout it must print."""
 
@@ -46,6 +56,7 @@ class Runtime:
     compile_sources: tuple[str, ...] = ()
     read_paths: tuple[str, ...] = ()  # what its programs may read and execute (Landlock)
     toolchain: str | None = None  # e.g. "gcc" for c++; the TOML key is `runtime`
+    session: SessionStage | None = None
     path: Path | None = None
 
     @property

@@ -36,7 +36,7 @@ SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 class SandboxConfig:
     """How the sandbox is set up on this machine.
 
-    `per_run_uid`, `seccomp`, `landlock`, `tmpfs`, `netns`: "auto" uses the layer when the machine allows
+    `per_run_uid`, `seccomp`, `landlock`, `tmpfs`, `netns`, `mntns`: "auto" uses the layer when the machine allows
     it, "on" requires it (startup fails otherwise), "off" never uses it.
     """
 
@@ -50,6 +50,7 @@ class SandboxConfig:
     landlock: str = "auto"
     tmpfs: str = "auto"
     netns: str = "auto"
+    mntns: str = "auto"
     # The bound on one jail's working directory (the disk it may fill), whichever layer keeps it.
     disk_bytes: int = 256 * 1024 * 1024
     disk_files: int = 10000
@@ -102,9 +103,12 @@ class Jail:
             os.fchown(fd, self.uid, self.uid)
 
     async def start(self, argv: Sequence[str], env: Mapping[str, str], limits: Limits,
-                    read_paths: Sequence[str] = landlock.SYSTEM_READ_PATHS) -> Process:
+                    read_paths: Sequence[str] = landlock.SYSTEM_READ_PATHS,
+                    also_at: str | None = None) -> Process:
         """Starts a program in the jail; feed it and `wait` for it. Under Landlock it may read
-        and execute only `read_paths` (and a few devices), and write only in the jail."""
+        and execute only `read_paths` (and a few devices), and write only in the jail.
+        `also_at`: an existing folder where the program also sees the jail (a bind mount in a
+        mount namespace of its own); ignored unless the mntns layer is active."""
         sandbox = self._sandbox
         config = sandbox.config
         layers = sandbox.layers
@@ -115,6 +119,7 @@ class Jail:
                       if layers.landlock_abi else None),
             seccomp=layers.active("seccomp"),
             netns=layers.active("netns"),
+            binds=((str(self.path), also_at),) if also_at and layers.active("mntns") else (),
             disk=DiskBound(config.disk_bytes, config.disk_files,
                            watchdog=not layers.active("tmpfs")),
         )

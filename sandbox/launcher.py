@@ -41,6 +41,8 @@ STDOUT, STDERR, RESULT = b"O", b"E", b"R"
 SYS_SECCOMP = 317
 SYS_UNSHARE = 272
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
 SECCOMP_SET_MODE_FILTER = 1
 LANDLOCK_CREATE_RULESET, LANDLOCK_ADD_RULE, LANDLOCK_RESTRICT_SELF = 444, 445, 446
 LANDLOCK_RULE_PATH_BENEATH = 1
@@ -118,6 +120,15 @@ def _syscall(libc: Any, what: str, number: int, *args: Any) -> int:
     return result
 
 
+def _mount(libc: Any, source: str | None, target: str, flags: int) -> None:
+    import ctypes
+
+    if libc.mount(source.encode() if source else None, target.encode(), None,
+                  ctypes.c_ulong(flags), None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
 def _restrict_filesystem(libc: Any, ruleset: dict[str, Any]) -> None:
     """Landlock: from here on this process and its descendants may use only the ruled paths
     (and no TCP, and may not signal outside the run, as the masks say). See sandbox.landlock."""
@@ -187,6 +198,13 @@ def _confine_and_exec(spec: dict[str, Any], prctl: Any, libc: Any, launcher_pid:
         os.chdir(spec["cwd"])
         # Files the program creates are private to its uid.
         os.umask(0o077)
+        if spec.get("binds"):
+            # A mount namespace of its own, private so nothing propagates back to the host,
+            # where folders of the run appear at fixed paths (a session's files at /mnt/data).
+            _syscall(libc, "unshare(CLONE_NEWNS)", SYS_UNSHARE, ctypes_int(CLONE_NEWNS))
+            _mount(libc, None, "/", MS_REC | MS_PRIVATE)
+            for source, target in spec["binds"]:
+                _mount(libc, source, target, MS_BIND)
         if spec.get("netns"):
             # A network namespace of its own, with only a loopback that is down: no route
             # anywhere even if a socket got past seccomp. Needs CAP_SYS_ADMIN, so before setuid.
@@ -275,7 +293,7 @@ class _Supervisor:
         started = time.monotonic()
         spec = self.spec
         libc = _load_libc() if spec.get("landlock") or spec.get("seccomp") or spec.get("netns") \
-            else None
+            or spec.get("binds") else None
         pid = os.fork()
         if pid == 0:
             _confine_and_exec(self.spec, self.prctl, libc, os.getppid(), stdin_r, out_w, err_w,

@@ -68,14 +68,15 @@ def _probe_uid_switch(config: SandboxConfig) -> Layer:
 
 
 def probe_run(python: str, *, ruleset: landlock.Ruleset | None = None,
-              seccomp: bool = False, netns: bool = False) -> str:
+              seccomp: bool = False, netns: bool = False,
+              binds: tuple[tuple[str, str], ...] = ()) -> str:
     """Runs /bin/true through a real launcher under the given layers; '' when it succeeded,
     else what went wrong. Used at startup, before the event loop runs."""
     true = shutil.which("true", path="/usr/bin:/bin")
     if true is None:
         return "no /bin/true to probe with"
     spec = RunSpec(argv=(true,), env={}, cwd=Path("/"), limits=Limits(wall_timeout_s=10),
-                   landlock=ruleset, seccomp=seccomp, netns=netns)
+                   landlock=ruleset, seccomp=seccomp, netns=netns, binds=binds)
     try:
         proc = subprocess.Popen([python, "-I", "-S", "-B", LAUNCHER_PATH, PRCTL_DIR],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -154,6 +155,19 @@ def _probe_netns(config: SandboxConfig) -> Layer:
     return Layer(name, True, "each run has a network namespace of its own with no interface up")
 
 
+def _probe_mntns(config: SandboxConfig) -> Layer:
+    name = "mntns"
+    if config.mntns == "off":
+        return Layer(name, False, "turned off by configuration")
+    root = str(config.work_root)
+    problem = probe_run(config.launcher_python, binds=((root, root),))
+    if problem:
+        return Layer(name, False, "a private mount namespace is refused here (it needs "
+                     f"CAP_SYS_ADMIN and a seccomp profile that allows unshare): {problem}")
+    return Layer(name, True, "runs that ask for it see their folder at a fixed path (a session's "
+                 "files at /mnt/data) in a mount namespace of their own")
+
+
 def _pid_namespace() -> Layer:
     # Deliberately not used: the program would be PID 1 of its namespace, which ignores
     # SIGTERM/SIGINT without a handler, changing what signals do to it; the subreaper loop and
@@ -192,9 +206,10 @@ def probe_layers(config: SandboxConfig) -> Layers:
     _require(config.landlock, landlock_layer)
     tmpfs_layer = _require(config.tmpfs, _probe_tmpfs(config))
     netns_layer = _require(config.netns, _probe_netns(config))
+    mntns_layer = _require(config.mntns, _probe_mntns(config))
     watchdog = Layer("disk_watchdog", not tmpfs_layer.active,
                      "the tmpfs bounds the disk" if tmpfs_layer.active else
                      f"the launcher kills a run whose working directory exceeds "
                      f"{config.disk_bytes} bytes or {config.disk_files} files")
     return Layers((*ALWAYS, uid_layer, seccomp_layer, landlock_layer, tmpfs_layer, watchdog,
-                   netns_layer, _pid_namespace(), _cgroups()), abi)
+                   netns_layer, mntns_layer, _pid_namespace(), _cgroups()), abi)

@@ -64,6 +64,8 @@ class RunSpec:
     seccomp: bool = False
     disk: DiskBound | None = None
     netns: bool = False
+    # (source, target): folders bind-mounted in a private mount namespace before the program
+    binds: tuple[tuple[str, str], ...] = ()
 
     def encode(self, launcher_pid: int) -> bytes:
         """The spec as the launcher `launcher_pid` reads it."""
@@ -77,7 +79,7 @@ class RunSpec:
             "limits": self.limits.as_dict(), "uid": self.uid, "gid": self.gid,
             "landlock": self.landlock.as_dict() if self.landlock is not None else None,
             "seccomp": bpf, "disk": self.disk.as_dict() if self.disk is not None else None,
-            "netns": self.netns,
+            "netns": self.netns, "binds": [list(bind) for bind in self.binds],
         })
 
 

@@ -49,6 +49,9 @@ def test_code_execute_is_python_and_accepts_every_client_variant(server: Server)
         "codeInputType": "inline", "executionType": "Synchronous", "code": "print('hi')",
         "identifier": "abc|&#", "timeoutInSeconds": 100}})
     assert response.json()["properties"]["stdout"] == "hi\n"
+    # The identifier started a session, which lives on until it is ended.
+    with server.client() as client:
+        assert client.delete("/session", params={"identifier": "abc|&#"}).status_code == 204
 
 
 def test_stdin_and_args(server: Server) -> None:

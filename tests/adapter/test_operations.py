@@ -68,7 +68,8 @@ def test_openapi_document_is_valid_and_names_every_route(app_client: TestClient)
     assert response.status_code == 200
     document = response.json()
     validate(document)
-    served = {route.path for route in app_client.app.routes  # type: ignore[attr-defined]
+    served = {route.path.replace(":path}", "}")
+              for route in app_client.app.routes  # type: ignore[attr-defined]
               if isinstance(route, (Route, WebSocketRoute))}
     assert served == set(document["paths"])
     languages = document["paths"]["/{language}/execute"]["post"]["parameters"][0]["schema"]

@@ -1,0 +1,297 @@
+"""Azure's code-interpreter session routes, both families (azure-sessions.md).
+
+Legacy (api-version 2024-02-02-preview, 2024-08-02-preview, or none): POST /code/execute,
+POST /files/upload, GET /files, GET /files/content/{name}. Newer (2024-10-02-preview and later):
+POST /executions, GET /executions/{id}, POST /files, GET /files, GET /files/{name},
+GET /files/{name}/content, DELETE /files/{name}, DELETE /session; its errors are
+`{"error": {"code", "message"}}`. GET /files answers in the newer shape when api-version says so.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import urllib.parse
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.datastructures import Headers, UploadFile
+from starlette.formparsers import MultiPartParser
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .body import read_json
+from .errors import BadRequest, NotFound, PayloadTooLarge
+from .fields import optional_positive_number, require_object, require_string
+from .render import text
+from .service import Service
+from .sessions import FileInfo, Session
+
+NEWER_API = "2024-10-02"
+MIN_IDENTIFIER, MAX_IDENTIFIER = 1, 128
+KNOWN_QUERY_KEYS = ("api-version=", "identifier=")
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def is_newer(request: Request) -> bool:
+    """Whether the caller speaks the newer family (api-version 2024-10-02-preview or later)."""
+    return request.query_params.get("api-version", "") >= NEWER_API
+
+
+def identifier_of(request: Request, body: dict[str, Any] | None = None) -> str | None:
+    """The session identifier, leniently: clients that do not percent-encode it let a raw `&`
+    split it, so the parts up to the next known parameter are joined back."""
+    raw = request.scope.get("query_string", b"").decode("latin-1")
+    parts = raw.split("&")
+    for i, part in enumerate(parts):
+        if part.startswith("identifier="):
+            value = [part[len("identifier="):]]
+            for rest in parts[i + 1:]:
+                if rest.startswith(KNOWN_QUERY_KEYS):
+                    break
+                value.append(rest)
+            identifier = urllib.parse.unquote("&".join(value))
+            break
+    else:
+        found = (body or {}).get("identifier")
+        identifier = found if isinstance(found, str) else ""
+    if not identifier:
+        return None
+    if len(identifier) > MAX_IDENTIFIER:
+        raise BadRequest(f"identifier must be at most {MAX_IDENTIFIER} characters")
+    request.state.identifier = identifier
+    return identifier
+
+
+def require_identifier(request: Request) -> str:
+    identifier = identifier_of(request)
+    if identifier is None:
+        raise BadRequest("identifier is required (a query parameter)")
+    return identifier
+
+
+def _newer_errors(request: Request) -> None:
+    request.state.error_style = "newer"
+
+
+def _timeout(service: Service, value: Any, path: str) -> float:
+    wanted = optional_positive_number(value, path)
+    ceiling = service.settings.max_wall_timeout_s
+    return min(wanted, ceiling) if wanted is not None else service.registry.find(
+        "python").run.limits.wall_timeout_s
+
+
+async def _cell(service: Service, session: Session, code: str, timeout_s: float) -> dict[str, Any]:
+    """Runs a cell in an admission slot; the parts both families' replies are made of."""
+    async with service.admission.slot():
+        cell = await service.sessions.run(session, code, timeout_s)
+    stderr = text(cell.stderr)
+    if cell.reset is not None:
+        stderr += (f"\nThe session state was reset: {cell.reset}. Variables and imports are "
+                   "gone; files are kept.\n")
+    outcome = "ok" if cell.ok else ("session_reset" if cell.reset else "error")
+    service.metrics.observe_run("python-session", outcome, cell.wall_time_s)
+    return {"ok": cell.ok, "stdout": text(cell.stdout), "stderr": stderr, "result": cell.result,
+            "ms": round(cell.wall_time_s * 1000), "reset": cell.reset,
+            "stdoutTruncated": cell.stdout_truncated, "stderrTruncated": cell.stderr_truncated}
+
+
+# -- legacy family ------------------------------------------------------------------------------
+
+async def code_execute(request: Request) -> Response:
+    """POST /code/execute: a cell in the identifier's session (a one-shot session without)."""
+    service = _service(request)
+    body = require_object(await read_json(request, service.settings.max_body_bytes), "body")
+    properties = require_object(body.get("properties"), "properties")
+    code = require_string(properties.get("code"), "properties.code")
+    timeout_s = _timeout(service, properties.get("timeoutInSeconds"),
+                         "properties.timeoutInSeconds")
+    identifier = identifier_of(request, properties)
+    request.state.runtime = "python-session"
+    sessions = service.sessions
+    session = await (sessions.get(identifier) if identifier else sessions.one_shot())
+    try:
+        cell = await _cell(service, session, code, timeout_s)
+    finally:
+        if identifier is None:
+            await sessions.end(session.identifier)
+    request.state.outcome = "ok" if cell["ok"] else "failure"
+    return JSONResponse({"$id": "1", "properties": {
+        "$id": "2", "status": "Success" if cell["ok"] else "Failure",
+        "stdout": cell["stdout"], "stderr": cell["stderr"],
+        "result": cell["result"], "executionResult": cell["result"],
+        "executionTimeInMilliseconds": cell["ms"],
+        "stdoutTruncated": cell["stdoutTruncated"], "stderrTruncated": cell["stderrTruncated"],
+        "sessionReset": cell["reset"] is not None, "sessionResetReason": cell["reset"],
+    }})
+
+
+def _legacy_files(files: list[FileInfo]) -> dict[str, Any]:
+    return {"$id": "1", "value": [
+        {"$id": str(2 + 2 * i), "properties": {
+            "$id": str(3 + 2 * i), "filename": f.name, "size": f.size,
+            "lastModifiedTime": f.iso_modified()}}
+        for i, f in enumerate(files)]}
+
+
+def _newer_file(f: FileInfo) -> dict[str, Any]:
+    return {"name": f.name, "type": "File", "contentType": "application/octet-stream",
+            "sizeInBytes": f.size, "lastModifiedAt": f.iso_modified()}
+
+
+async def _uploads(request: Request, max_bytes: int) -> list[tuple[str, bytes]]:
+    """The `file` parts of a multipart body, also when it is labelled application/json (one
+    client does that): a body whose first line is `--boundary` is multipart whatever it says."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"the upload is {declared} bytes; the limit is {max_bytes}")
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        headers = request.headers
+        stream: AsyncIterator[bytes] = _bounded(request.stream(), max_bytes)
+    else:
+        body = bytearray()
+        async for chunk in _bounded(request.stream(), max_bytes):
+            body += chunk
+        first_line = bytes(body.split(b"\r\n", 1)[0])
+        if not first_line.startswith(b"--") or len(first_line) < 3:
+            raise BadRequest("the upload must be multipart/form-data with a part named file")
+        boundary = first_line[2:].decode("latin-1")
+        headers = Headers({"content-type": f"multipart/form-data; boundary={boundary}"})
+        stream = _once(bytes(body))
+    form = await MultiPartParser(headers, stream, max_files=100, max_fields=100,  # type: ignore[arg-type]
+                                 max_part_size=max_bytes).parse()
+    try:
+        uploads = [part for key, part in form.multi_items()
+                   if key == "file" and isinstance(part, UploadFile)]
+        if not uploads:
+            raise BadRequest("the upload has no part named file")
+        return [(part.filename or "", await part.read()) for part in uploads]
+    finally:
+        await form.close()
+
+
+async def _bounded(stream: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[bytes]:
+    seen = 0
+    async for chunk in stream:
+        seen += len(chunk)
+        if seen > max_bytes:
+            raise PayloadTooLarge(f"the upload exceeds the limit of {max_bytes} bytes")
+        yield chunk
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _store(request: Request) -> list[FileInfo]:
+    service = _service(request)
+    session = await service.sessions.get(require_identifier(request))
+    uploads = await _uploads(request, service.settings.max_upload_bytes)
+    stored = []
+    async with session.lock:
+        for filename, data in uploads:
+            stored.append(session.write(session.file_name(filename), data,
+                                        service.settings.max_disk_bytes,
+                                        service.settings.max_disk_files))
+    return stored
+
+
+async def files_upload(request: Request) -> Response:
+    """POST /files/upload (legacy): replies like the file list, with the uploaded files."""
+    return JSONResponse(_legacy_files(await _store(request)))
+
+
+async def files_list(request: Request) -> Response:
+    """GET /files: the legacy or the newer shape, as api-version says."""
+    service = _service(request)
+    if is_newer(request):
+        _newer_errors(request)
+    session = await service.sessions.get(require_identifier(request))
+    files = session.files()
+    if is_newer(request):
+        return JSONResponse({"value": [_newer_file(f) for f in files], "nextLink": None})
+    return JSONResponse(_legacy_files(files))
+
+
+async def file_content(request: Request) -> Response:
+    """GET /files/content/{name} (legacy) and GET /files/{name}/content (newer): the bytes."""
+    if request.url.path.endswith("/content") and "/files/content/" not in request.url.path:
+        _newer_errors(request)
+    session = await _service(request).sessions.get(require_identifier(request))
+    name = session.file_name(urllib.parse.unquote(request.path_params["name"]))
+    return Response(session.read(name), media_type="application/octet-stream")
+
+
+# -- newer family -------------------------------------------------------------------------------
+
+async def files_post(request: Request) -> Response:
+    """POST /files: one file object (the first, when several were sent)."""
+    _newer_errors(request)
+    return JSONResponse(_newer_file((await _store(request))[0]))
+
+
+async def file_info(request: Request) -> Response:
+    _newer_errors(request)
+    session = await _service(request).sessions.get(require_identifier(request))
+    name = session.file_name(urllib.parse.unquote(request.path_params["name"]))
+    return JSONResponse(_newer_file(session.info(name)))
+
+
+async def file_delete(request: Request) -> Response:
+    _newer_errors(request)
+    session = await _service(request).sessions.get(require_identifier(request))
+    name = session.file_name(urllib.parse.unquote(request.path_params["name"]))
+    async with session.lock:
+        session.delete(name)
+    return Response(status_code=204)
+
+
+async def executions_post(request: Request) -> Response:
+    """POST /executions: a cell from a flat body; the execution resource in reply."""
+    _newer_errors(request)
+    service = _service(request)
+    body = require_object(await read_json(request, service.settings.max_body_bytes), "body")
+    code = require_string(body.get("code"), "code")
+    timeout_s = _timeout(service, body.get("timeoutInSeconds"), "timeoutInSeconds")
+    identifier = require_identifier(request)
+    request.state.runtime = "python-session"
+    session = await service.sessions.get(identifier)
+    started = time.time()
+    cell = await _cell(service, session, code, timeout_s)
+    result = cell["result"]
+    execution = {
+        "id": secrets.token_hex(16), "identifier": identifier,
+        "executionType": "Synchronous", "status": "Succeeded" if cell["ok"] else "Failed",
+        "result": {"stdout": cell["stdout"], "stderr": cell["stderr"],
+                   "executionResult": result,
+                   "executionTimeInMilliseconds": cell["ms"]},
+        "startedAt": _iso(started), "sessionReset": cell["reset"] is not None,
+    }
+    session.remember(execution)
+    request.state.outcome = "ok" if cell["ok"] else "failure"
+    return JSONResponse(execution)
+
+
+async def executions_get(request: Request) -> Response:
+    _newer_errors(request)
+    session = _service(request).sessions.find(require_identifier(request))
+    execution = session.executions.get(request.path_params["id"])
+    if execution is None:
+        raise NotFound(f"no execution {request.path_params['id']!r} in this session")
+    return JSONResponse(execution)
+
+
+async def session_delete(request: Request) -> Response:
+    """DELETE /session: ends the session; its kernel and files are gone."""
+    _newer_errors(request)
+    await _service(request).sessions.end(require_identifier(request))
+    return Response(status_code=204)
+
+
+def _iso(moment: float) -> str:
+    return FileInfo("", 0, moment).iso_modified()

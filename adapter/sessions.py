@@ -1,0 +1,215 @@
+"""Code-interpreter sessions by identifier: a jail with its files and a Python kernel each.
+
+A session starts on first use (a cell or a file), lives while it is used, and is removed with
+its files and processes once idle for SANDBOX_SESSION_COOLDOWN_S, on DELETE /session, or at
+shutdown. Cells of one session run one at a time; sessions run in parallel. Files are regular
+files directly in the session's folder, which code sees as its working directory and, where the
+mntns layer is active, at /mnt/data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import os
+import secrets
+import stat
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtimes import CellResult, InterpreterSession, Runtime
+from sandbox import Jail, Limits, UnsafeName, resolve_inside
+
+from .errors import BadRequest, NotFound, PayloadTooLarge, ServiceBusy
+from .settings import Settings
+
+log = logging.getLogger("adapter")
+
+FILES_AT = "/mnt/data"
+SWEEP_INTERVAL_S = 5.0
+KEPT_EXECUTIONS = 100
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    name: str
+    size: int
+    modified: float
+
+    def iso_modified(self) -> str:
+        moment = datetime.datetime.fromtimestamp(self.modified, datetime.UTC)
+        return moment.isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Session:
+    identifier: str
+    jail: Jail
+    kernel: InterpreterSession
+    stack: contextlib.AsyncExitStack
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_used: float = field(default_factory=time.monotonic)
+    executions: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def file_name(self, raw: str) -> str:
+        """A file name as clients send it: `x.csv` or `/mnt/data/x.csv`; plain names only."""
+        name = raw[len(FILES_AT) + 1:] if raw.startswith(FILES_AT + "/") else raw
+        if not name or "/" in name or name in (".", ".."):
+            raise BadRequest(f"file name {raw!r} must be a plain name (optionally under "
+                             f"{FILES_AT}/)")
+        try:
+            resolve_inside(self.jail.path, name)
+        except UnsafeName as exc:
+            raise BadRequest(f"file name {raw!r}: {exc}") from None
+        return name
+
+    def files(self) -> list[FileInfo]:
+        """Regular files directly in the session's folder; never follows a link code planted."""
+        found = []
+        with os.scandir(self.jail.path) as entries:
+            for entry in entries:
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode):
+                    found.append(FileInfo(entry.name, info.st_size, info.st_mtime))
+        return sorted(found, key=lambda f: f.name)
+
+    def info(self, name: str) -> FileInfo:
+        try:
+            found = os.stat(self.jail.path / name, follow_symlinks=False)
+        except FileNotFoundError:
+            raise NotFound(f"no file {name!r} in this session") from None
+        if not stat.S_ISREG(found.st_mode):
+            raise NotFound(f"no file {name!r} in this session")
+        return FileInfo(name, found.st_size, found.st_mtime)
+
+    def read(self, name: str) -> bytes:
+        try:
+            fd = os.open(self.jail.path / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except (FileNotFoundError, OSError):
+            raise NotFound(f"no file {name!r} in this session") from None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise NotFound(f"no file {name!r} in this session")
+            return f.read()
+
+    def write(self, name: str, data: bytes, max_bytes: int, max_files: int) -> FileInfo:
+        """Stores a file, replacing one of the same name; refused whole when it would pass the
+        session's quota, so nothing half-written is left."""
+        existing = self.files()
+        others = [f for f in existing if f.name != name]
+        if sum(f.size for f in others) + len(data) > max_bytes:
+            raise PayloadTooLarge(f"the session's files would exceed {max_bytes} bytes")
+        if len(others) + 1 > max_files:
+            raise PayloadTooLarge(f"a session holds at most {max_files} files")
+        self.delete(name, missing_ok=True)
+        self.jail.write_file(name, data)
+        return self.info(name)
+
+    def delete(self, name: str, missing_ok: bool = False) -> None:
+        try:
+            os.unlink(self.jail.path / name)  # unlink never follows the link itself
+        except FileNotFoundError:
+            if not missing_ok:
+                raise NotFound(f"no file {name!r} in this session") from None
+        except IsADirectoryError:
+            raise NotFound(f"no file {name!r} in this session") from None
+
+    def remember(self, execution: dict[str, Any]) -> None:
+        self.executions[execution["id"]] = execution
+        while len(self.executions) > KEPT_EXECUTIONS:
+            self.executions.popitem(last=False)
+
+
+class Sessions:
+    """Every live session of the service."""
+
+    def __init__(self, settings: Settings, sandbox: Any, runtime: Runtime) -> None:
+        self.settings = settings
+        self.sandbox = sandbox
+        self.runtime = runtime
+        self.live: dict[str, Session] = {}
+        self._creating = asyncio.Lock()
+        self.files_at: str | None = None
+        if sandbox.layers.active("mntns"):
+            os.makedirs(FILES_AT, mode=0o755, exist_ok=True)
+            self.files_at = FILES_AT
+
+    def kernel_limits(self) -> Limits:
+        """The kernel lives across cells: its wall and CPU bounds are the session's lifetime,
+        its output is cut per cell; memory and the rest are the runtime's, as for any run."""
+        lifetime = float(self.settings.session_max_lifetime_s)
+        return self.runtime.run.limits.clamp(self.settings.ceilings()).replace(
+            wall_timeout_s=lifetime, cpu_time_s=lifetime, max_output_bytes=1 << 40)
+
+    async def get(self, identifier: str) -> Session:
+        """The session `identifier`, started if new."""
+        async with self._creating:
+            session = self.live.get(identifier)
+            if session is None:
+                if len(self.live) >= self.settings.max_sessions:
+                    raise ServiceBusy(f"{len(self.live)} sessions are live, the most this "
+                                      "service keeps; retry when one has cooled down")
+                stack = contextlib.AsyncExitStack()
+                jail = await stack.enter_async_context(self.sandbox.jail())
+                kernel = InterpreterSession(self.sandbox, self.runtime, jail,
+                                            self.kernel_limits(), self.files_at)
+                stack.push_async_callback(kernel.close)
+                session = Session(identifier, jail, kernel, stack)
+                self.live[identifier] = session
+            session.touch()
+            return session
+
+    def find(self, identifier: str) -> Session:
+        session = self.live.get(identifier)
+        if session is None:
+            raise NotFound(f"no session {identifier!r}")
+        session.touch()
+        return session
+
+    async def run(self, session: Session, code: str, timeout_s: float) -> CellResult:
+        async with session.lock:
+            session.touch()
+            try:
+                return await session.kernel.run(code, timeout_s, self.settings.max_output_bytes)
+            finally:
+                session.touch()
+
+    async def end(self, identifier: str) -> bool:
+        session = self.live.pop(identifier, None)
+        if session is None:
+            return False
+        async with session.lock:
+            await session.stack.aclose()
+        return True
+
+    async def one_shot(self) -> Session:
+        """A session for a call without identifier, to be ended right after it."""
+        return await self.get("one-shot-" + secrets.token_hex(8))
+
+    async def sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            await self.sweep()
+
+    async def sweep(self) -> None:
+        """Ends every session idle longer than the cooldown (and not running a cell)."""
+        cutoff = time.monotonic() - self.settings.session_cooldown_s
+        for identifier, session in list(self.live.items()):
+            if session.last_used < cutoff and not session.lock.locked():
+                log.info(json.dumps({"event": "session_expired", "identifier": identifier}))
+                await self.end(identifier)
+
+    async def close(self) -> None:
+        for identifier in list(self.live):
+            await self.end(identifier)
+
