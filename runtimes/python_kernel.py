@@ -61,7 +61,13 @@ def main() -> None:
     if files_at and os.path.isdir(files_at) and os.path.samefile(files_at, "."):
         os.chdir(files_at)
     namespace: dict[str, object] = {"__name__": "__main__", "__builtins__": __builtins__}
-    for line in sys.stdin.buffer:
+    # Requests arrive on the original stdin; cells get /dev/null there, so input() in a cell
+    # ends at once (EOFError) instead of swallowing the next request.
+    requests = os.fdopen(os.dup(0), "rb")
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    for line in requests:
         code = json.loads(line)["code"]
         ok, result, fatal = run_cell(code, namespace)
         sys.stdout.flush()
