@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.datastructures import Headers, UploadFile
-from starlette.formparsers import MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -79,16 +79,17 @@ def _newer_errors(request: Request) -> None:
 
 
 def _timeout(service: Service, value: Any, path: str) -> float:
+    """A cell's time: as asked, else the runtime's default; either lowered to the ceiling, as
+    every default of a runtime is."""
     wanted = optional_positive_number(value, path)
-    ceiling = service.settings.max_wall_timeout_s
-    return min(wanted, ceiling) if wanted is not None else service.registry.find(
-        "python").run.limits.wall_timeout_s
+    if wanted is None:
+        wanted = service.registry.find("python").run.limits.wall_timeout_s
+    return min(wanted, service.settings.max_wall_timeout_s)
 
 
 async def _cell(service: Service, session: Session, code: str, timeout_s: float) -> dict[str, Any]:
     """Runs a cell in an admission slot; the parts both families' replies are made of."""
-    async with service.admission.slot():
-        cell = await service.sessions.run(session, code, timeout_s)
+    cell = await service.sessions.run(session, code, timeout_s, service.admission.slot)
     stderr = text(cell.stderr)
     if cell.reset is not None:
         stderr += (f"\nThe session state was reset: {cell.reset}. Variables and imports are "
@@ -163,8 +164,11 @@ async def _uploads(request: Request, max_bytes: int) -> list[tuple[str, bytes]]:
         boundary = first_line[2:].decode("latin-1")
         headers = Headers({"content-type": f"multipart/form-data; boundary={boundary}"})
         stream = _once(bytes(body))
-    form = await MultiPartParser(headers, stream, max_files=100, max_fields=100,  # type: ignore[arg-type]
-                                 max_part_size=max_bytes).parse()
+    try:
+        form = await MultiPartParser(headers, stream, max_files=100, max_fields=100,  # type: ignore[arg-type]
+                                     max_part_size=max_bytes).parse()
+    except MultiPartException as exc:
+        raise BadRequest(f"the upload is not valid multipart/form-data: {exc.message}") from None
     try:
         uploads = [part for key, part in form.multi_items()
                    if key == "file" and isinstance(part, UploadFile)]
@@ -189,16 +193,17 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 
 async def _store(request: Request) -> list[FileInfo]:
+    """Stores the uploaded files, all or none. The body is read before the session is looked
+    up, so a refused upload starts no session, and the session's lock is taken right after:
+    a session ended meanwhile (DELETE /session, the cooldown) is never written to."""
     service = _service(request)
-    session = await service.sessions.get(require_identifier(request))
+    identifier = require_identifier(request)
     uploads = await _uploads(request, service.settings.max_upload_bytes)
-    stored = []
+    session = await service.sessions.get(identifier)
     async with session.lock:
-        for filename, data in uploads:
-            stored.append(session.write(session.file_name(filename), data,
-                                        service.settings.max_disk_bytes,
-                                        service.settings.max_disk_files))
-    return stored
+        named = [(session.file_name(filename), data) for filename, data in uploads]
+        return session.store(named, service.settings.max_disk_bytes,
+                             service.settings.max_disk_files)
 
 
 async def files_upload(request: Request) -> Response:
@@ -223,8 +228,16 @@ async def file_content(request: Request) -> Response:
     if request.url.path.endswith("/content") and "/files/content/" not in request.url.path:
         _newer_errors(request)
     session = await _service(request).sessions.get(require_identifier(request))
-    name = session.file_name(urllib.parse.unquote(request.path_params["name"]))
+    name = session.file_name(_path_name(request))
     return Response(session.read(name), media_type="application/octet-stream")
+
+
+def _path_name(request: Request) -> str:
+    """The file name in the path, as sent: the server has percent-decoded the path once, which
+    is what clients that encode names expect; decoding again would turn a name holding `%41`
+    into another name."""
+    name: str = request.path_params["name"]
+    return name
 
 
 # -- newer family -------------------------------------------------------------------------------
@@ -238,14 +251,14 @@ async def files_post(request: Request) -> Response:
 async def file_info(request: Request) -> Response:
     _newer_errors(request)
     session = await _service(request).sessions.get(require_identifier(request))
-    name = session.file_name(urllib.parse.unquote(request.path_params["name"]))
+    name = session.file_name(_path_name(request))
     return JSONResponse(_newer_file(session.info(name)))
 
 
 async def file_delete(request: Request) -> Response:
     _newer_errors(request)
     session = await _service(request).sessions.get(require_identifier(request))
-    name = session.file_name(urllib.parse.unquote(request.path_params["name"]))
+    name = session.file_name(_path_name(request))
     async with session.lock:
         session.delete(name)
     return Response(status_code=204)

@@ -19,6 +19,7 @@ import secrets
 import stat
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,23 +98,64 @@ class Session:
             fd = os.open(self.jail.path / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except (FileNotFoundError, OSError):
             raise NotFound(f"no file {name!r} in this session") from None
+        # Checked on the descriptor before wrapping it: a file object refuses a folder with an
+        # IsADirectoryError of its own, and a FIFO would block a read.
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise NotFound(f"no file {name!r} in this session")
         with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise NotFound(f"no file {name!r} in this session")
             return f.read()
 
-    def write(self, name: str, data: bytes, max_bytes: int, max_files: int) -> FileInfo:
-        """Stores a file, replacing one of the same name; refused whole when it would pass the
-        session's quota, so nothing half-written is left."""
-        existing = self.files()
-        others = [f for f in existing if f.name != name]
-        if sum(f.size for f in others) + len(data) > max_bytes:
-            raise PayloadTooLarge(f"the session's files would exceed {max_bytes} bytes")
-        if len(others) + 1 > max_files:
-            raise PayloadTooLarge(f"a session holds at most {max_files} files")
-        self.delete(name, missing_ok=True)
-        self.jail.write_file(name, data)
-        return self.info(name)
+    def usage(self) -> tuple[int, int]:
+        """(bytes, entries) of everything in the session's folder, sub-folders included, as its
+        tmpfs counts them (folders and links take an inode too); never follows a link."""
+        total_bytes = entries = 0
+        folders = [str(self.jail.path)]
+        while folders:
+            with os.scandir(folders.pop()) as found:
+                for entry in found:
+                    info = entry.stat(follow_symlinks=False)
+                    entries += 1
+                    if stat.S_ISREG(info.st_mode):
+                        total_bytes += info.st_size
+                    elif stat.S_ISDIR(info.st_mode):
+                        folders.append(entry.path)
+        return total_bytes, entries
+
+    def store(self, uploads: list[tuple[str, bytes]], max_bytes: int,
+              max_files: int) -> list[FileInfo]:
+        """Stores uploaded files (plain names, already checked), each replacing a file of the
+        same name. Refused whole, before anything is written, when a name is taken by a folder
+        or the session's files would pass the quota, so nothing half-written is left: the
+        quota counts every file, also those code made in sub-folders."""
+        latest = dict(uploads)  # a name sent twice: the last part wins, as a second upload would
+        replaced_bytes = replaced_entries = 0
+        for name in latest:
+            try:
+                found = os.stat(self.jail.path / name, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(found.st_mode):
+                raise BadRequest(f"{name!r} is a folder in this session, not a file")
+            replaced_entries += 1
+            replaced_bytes += found.st_size if stat.S_ISREG(found.st_mode) else 0
+        used_bytes, used_entries = self.usage()
+        new_bytes = used_bytes - replaced_bytes + sum(len(data) for data in latest.values())
+        if new_bytes > max_bytes:
+            raise PayloadTooLarge(f"the session's files would take {new_bytes} bytes; the "
+                                  f"limit is {max_bytes}")
+        if used_entries - replaced_entries + len(latest) > max_files:
+            raise PayloadTooLarge(f"a session holds at most {max_files} files and folders")
+        for name, data in latest.items():
+            self.delete(name, missing_ok=True)
+            try:
+                self.jail.write_file(name, data)
+            except OSError as exc:
+                # The tmpfs rounds every file up to whole pages, so it can fill up before the
+                # byte count above says so: what was begun goes, and the caller hears why.
+                self.delete(name, missing_ok=True)
+                raise PayloadTooLarge(f"the session's disk is full: {exc.strerror}") from None
+        return [self.info(name) for name in latest]
 
     def delete(self, name: str, missing_ok: bool = False) -> None:
         try:
@@ -176,11 +218,17 @@ class Sessions:
         session.touch()
         return session
 
-    async def run(self, session: Session, code: str, timeout_s: float) -> CellResult:
+    async def run(self, session: Session, code: str, timeout_s: float,
+                  slot: Callable[[], contextlib.AbstractAsyncContextManager[None]]) -> CellResult:
+        """Runs a cell once the session's earlier cells are done, then in a run slot from
+        `slot`: taken the other way round, cells queued behind one session's cell would hold
+        slots that other sessions' cells could use."""
         async with session.lock:
             session.touch()
             try:
-                return await session.kernel.run(code, timeout_s, self.settings.max_output_bytes)
+                async with slot():
+                    return await session.kernel.run(code, timeout_s,
+                                                    self.settings.max_output_bytes)
             finally:
                 session.touch()
 
@@ -197,8 +245,10 @@ class Sessions:
         return await self.get("one-shot-" + secrets.token_hex(8))
 
     async def sweep_forever(self) -> None:
+        # A cooldown shorter than the usual interval is still honoured to within half of it.
+        interval = min(SWEEP_INTERVAL_S, self.settings.session_cooldown_s / 2)
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
+            await asyncio.sleep(interval)
             await self.sweep()
 
     async def sweep(self) -> None:

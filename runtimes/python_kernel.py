@@ -23,9 +23,13 @@ MAX_RESULT_CHARS = 1 << 20
 def as_result(value: object) -> object:
     """A trailing expression's value: itself when JSON can carry it, else its repr."""
     try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
-        return repr(value)[:MAX_RESULT_CHARS]
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        # A lone surrogate (chr(0xd800)) is valid JSON only when escaped, and the service
+        # could not send it on as UTF-8: such a value is one JSON cannot carry.
+        text.encode()
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        # A __repr__ may return a lone surrogate too: escaped, as repr escapes them.
+        return repr(value).encode("utf-8", "backslashreplace").decode()[:MAX_RESULT_CHARS]
     return value if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS]
 
 

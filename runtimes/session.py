@@ -50,6 +50,7 @@ class _Cell:
         self.reply: dict[str, Any] | None = None
         self.finished = asyncio.Event()
         self.flooded = False
+        self.garbled = False
 
     def feed(self, stream: Stream, data: bytes) -> None:
         if self.done[stream]:
@@ -62,7 +63,7 @@ class _Cell:
             if end < 0:
                 return  # the rest of the marker's line is still coming
             if stream is Stream.STDOUT:
-                self.reply = json.loads(bytes(buffer[at + len(self.mark):end]))
+                self.reply = self._reply(bytes(buffer[at + len(self.mark):end]))
             del buffer[at:]
             self.done[stream] = True
             if all(self.done.values()):
@@ -70,6 +71,21 @@ class _Cell:
         elif len(buffer) > self.cap + len(self.mark) + 4096:
             self.flooded = True
             self.finished.set()
+
+    def _reply(self, line: bytes) -> dict[str, Any] | None:
+        """The kernel's reply after the marker. Only the kernel knows the marker, but where
+        nothing keeps a cell from reading its own /proc/self/environ a cell could forge one:
+        what the kernel would never write (not JSON, or a lone surrogate that could not be sent
+        on as UTF-8) marks the kernel as garbled, and the session resets."""
+        try:
+            reply = json.loads(line)
+            json.dumps(reply, ensure_ascii=False).encode()
+        except ValueError:  # UnicodeEncodeError is one
+            reply = None
+        if not isinstance(reply, dict):
+            self.garbled = True
+            return None
+        return reply
 
 
 class InterpreterSession:
@@ -132,6 +148,8 @@ class InterpreterSession:
         reset = None
         if cell.flooded:
             reset = f"the cell printed more than {max_output_bytes} bytes"
+        elif cell.garbled:
+            reset = "the kernel's reply was unreadable"
         elif cell.finished.is_set() and cell.reply is not None and cell.reply.get("fatal"):
             reset = "the kernel ran out of memory"
         elif not cell.finished.is_set():
