@@ -2,6 +2,9 @@
 
 `python -m adapter check --endpoint URL [--token T] [--identifier ID]`: run the deployment
 check against a running service or a session pool's endpoint.
+
+`python -m adapter grade SOURCE --tests DIR_OR_FILE [--endpoint URL] [--language L] [--json]`:
+grade a program against test cases on a running service.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import uvicorn
 from runtimes import RuntimeConfigError
 from sandbox import SandboxError
 
-from . import check
+from . import check, grade
 from .app import create_app
 from .settings import Settings, SettingsError
 
@@ -30,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", help="address to listen on (env HOST, default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port to listen on (env PORT, default 8080)")
-    commands = parser.add_subparsers(dest="command", metavar="{check}")
+    commands = parser.add_subparsers(dest="command", metavar="{check,grade}")
     checker = commands.add_parser(
         "check", help="run the deployment check against a service",
         description="Runs a short suite of real requests against a service and explains each "
@@ -45,6 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
                          help="session identifier sent with every request (default: a random one)")
     checker.add_argument("--timeout", type=float, default=check.DEFAULT_TIMEOUT_S,
                          help="seconds to wait for each answer (default %(default)s)")
+    grader = commands.add_parser(
+        "grade", help="grade a program against test cases on a service",
+        description=grade.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    grader.add_argument("source", metavar="SOURCE", help="the program's source file")
+    grader.add_argument("--tests", required=True, metavar="DIR_OR_FILE",
+                        help="a folder of NAME.in/NAME.out pairs, or a JSON file of cases")
+    grader.add_argument("--endpoint", default=grade.DEFAULT_ENDPOINT,
+                        help="the service's base URL (default %(default)s)")
+    grader.add_argument("--language",
+                        help="a runtime name or alias (default: from SOURCE's suffix)")
+    grader.add_argument("--json", action="store_true", dest="as_json",
+                        help="print only the reply, as JSON")
+    grader.add_argument("--chunk", type=int, default=grade.DEFAULT_CHUNK_CASES, metavar="N",
+                        help="cases per request (default %(default)s)")
+    grader.add_argument("--wall-timeout", type=float, metavar="S",
+                        help="wall-clock limit of every case, seconds")
+    grader.add_argument("--cpu-time", type=float, metavar="S",
+                        help="CPU-time limit of every case, seconds")
+    grader.add_argument("--memory", type=int, metavar="BYTES",
+                        help="address-space limit of every case's processes, bytes")
+    grader.add_argument("--timeout", type=float, default=grade.DEFAULT_TIMEOUT_S,
+                        help="seconds to wait for each answer (default %(default)s)")
     return parser
 
 
@@ -60,7 +85,7 @@ def serve(options: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     try:
         app = create_app(settings)
-    except (RuntimeConfigError, SandboxError, OSError) as exc:
+    except (RuntimeConfigError, SandboxError, SettingsError, OSError) as exc:
         print(f"sandbox-service: cannot start: {exc}", file=sys.stderr)
         return 1
     # uvicorn re-raises the signal that stopped it once its graceful shutdown is over, which
@@ -95,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
     if options.command == "check":
         return check.main(options.endpoint, options.token, options.identifier, options.timeout)
+    if options.command == "grade":
+        limits = grade.limit_options(options.wall_timeout, options.cpu_time, options.memory)
+        return grade.main(options.source, options.tests, options.endpoint, options.language,
+                          options.as_json, options.chunk, limits, options.timeout)
     return serve(options)
 
 

@@ -23,6 +23,7 @@ from sandbox import SandboxError, UnsafeName, harden_service
 from . import piston, session_api
 from .access_log import AccessLog
 from .azure import parse_execute, render_execution
+from .batch import post_batch
 from .body import read_json
 from .errors import BadRequest, MethodNotAllowed, NotFound, ServiceError, UnsupportedMediaType
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -76,6 +77,7 @@ async def status(request: Request) -> Response:
             "maxBodyBytes": service.settings.max_body_bytes,
         },
         "layers": [layer.as_dict() for layer in service.sandbox.layers.all],
+        "compileCache": compile_cache_status(service),
         "runs": {
             "running": service.admission.running,
             "waiting": service.admission.waiting,
@@ -84,6 +86,18 @@ async def status(request: Request) -> Response:
         },
         "routes": route_list(service),
     })
+
+
+def compile_cache_status(service: Service) -> dict[str, Any]:
+    cache = service.compile_cache
+    status: dict[str, Any] = {"active": cache is not None,
+                              "detail": service.compile_cache_detail}
+    if cache is not None:
+        stats = cache.stats()
+        status.update(entries=stats.entries, bytes=stats.bytes,
+                      capacityBytes=stats.capacity_bytes, hits=stats.hits, misses=stats.misses,
+                      evictions=stats.evictions, storeFailures=stats.store_failures)
+    return status
 
 
 async def health(request: Request) -> Response:
@@ -161,6 +175,7 @@ def startup_summary(service: Service) -> dict[str, Any]:
         "ceilings": settings.ceilings().as_dict(),
         "max_concurrent_runs": settings.max_concurrent_runs,
         "max_queued_runs": settings.max_queued_runs,
+        "compile_cache": service.compile_cache_detail,
         "layers": {layer.name: {"active": layer.active, "detail": layer.detail}
                    for layer in service.sandbox.layers.all},
     }
@@ -174,6 +189,7 @@ def route_list(service: Service) -> list[str]:
         "GET /openapi.json",
         "POST /code/execute",
         f"POST /{{language}}/execute for language in {', '.join(service.registry.names())}",
+        "POST /batch",
         "GET /api/v2/runtimes",
         "POST /api/v2/execute",
         "WebSocket /api/v2/connect",
@@ -246,6 +262,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError):
                 await selftests
             await asyncio.to_thread(service.sandbox.close)
+            if service.compile_cache is not None:
+                service.compile_cache.close()
             log.info(json.dumps({"event": "shutdown", "service": "sandbox-service"}))
 
     handlers: dict[Any, Any] = {
@@ -269,6 +287,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/executions", session_api.executions_post, methods=["POST"]),
             Route("/executions/{id}", session_api.executions_get, methods=["GET"]),
             Route("/session", session_api.session_delete, methods=["DELETE"]),
+            Route("/batch", post_batch, methods=["POST"]),
             Route("/{language}/execute", execute_code, methods=["POST"]),
             # Piston's v2 API, also under /api/v2/piston/ where its client libraries point.
             *(route

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .batch import VERDICTS
+
 OUTCOMES = ["ok", "nonzero_exit", "signaled", "wall_timeout", "cpu_limit", "memory_limit",
             "output_limit", "file_size_limit", "disk_limit", "compile_error"]
 PISTON_PREFIXES = ("/api/v2", "/api/v2/piston")
@@ -115,6 +117,81 @@ SCHEMAS: dict[str, Any] = {
             "stdin": {"type": "string"},
             "args": {"type": "array", "items": {"type": "string"}},
             **LIMIT_FIELDS,
+        },
+    },
+    "BatchLimits": {
+        "type": "object", "additionalProperties": False,
+        "description": "each at most the service's ceiling (a 400 names the field otherwise)",
+        "properties": {"wall_timeout_s": {"type": "number", "exclusiveMinimum": 0},
+                       "cpu_time_s": {"type": "number", "exclusiveMinimum": 0},
+                       "memory_bytes": {"type": "number", "exclusiveMinimum": 0,
+                                        "description": "address space per process"}},
+    },
+    "BatchRequest": {
+        "type": "object", "required": ["language", "files", "cases"],
+        "additionalProperties": False,
+        "properties": {
+            "language": {"type": "string", "description": "a runtime name or alias"},
+            "files": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["content"], "additionalProperties": False,
+                "properties": {"name": {"type": "string", "description":
+                                        "required but for the first (main) file, which "
+                                        "defaults to the runtime's main file name"},
+                               "content": {"type": "string"}}}},
+            "limits": {**_ref("BatchLimits"), "description": "for every case"},
+            "cases": {"type": "array", "minItems": 1,
+                      "description": "at most SANDBOX_MAX_BATCH_CASES (1000)",
+                      "items": {
+                          "type": "object", "additionalProperties": False,
+                          "properties": {
+                              "name": {"type": "string"},
+                              "stdin": {"type": "string", "description": "the whole input"},
+                              "expected_output": {
+                                  "type": ["string", "null"],
+                                  "description": "compared with stdout, trailing whitespace "
+                                                 "of lines and trailing blank lines ignored; "
+                                                 "absent: the verdict is `ran`"},
+                              "args": {"type": "array", "items": {"type": "string"}},
+                              "limits": {**_ref("BatchLimits"),
+                                         "description": "this case's, over the batch's"}}}},
+        },
+    },
+    "BatchStage": {
+        "type": "object",
+        "properties": {
+            "outcome": {"type": "string", "enum": OUTCOMES[:-1]},
+            "exit_code": {"type": ["integer", "null"]},
+            "signal": {"type": ["string", "null"], "examples": ["SIGSEGV"]},
+            "stdout": {"type": "string"}, "stderr": {"type": "string"},
+            "stdout_truncated": {"type": "boolean"}, "stderr_truncated": {"type": "boolean"},
+            "wall_time_ms": {"type": "integer"}, "cpu_time_ms": {"type": "integer"},
+            "memory_bytes": {"type": "integer", "description": "peak resident memory"},
+        },
+    },
+    "BatchResponse": {
+        "type": "object", "required": ["language", "version", "compile", "cases", "summary"],
+        "properties": {
+            "language": {"type": "string"}, "version": {"type": "string"},
+            "compile": {"oneOf": [
+                {"allOf": [_ref("BatchStage"), {"type": "object", "properties": {
+                    "cached": {"type": "boolean", "description":
+                               "the stored result of an earlier compile of the same sources; "
+                               "no compiler ran"}}}]},
+                {"type": "null", "description": "the runtime does not compile"}]},
+            "cases": {"type": "array", "description": "in request order", "items": {
+                "allOf": [{"type": "object", "required": ["index", "verdict"], "properties": {
+                    "index": {"type": "integer"}, "name": {"type": ["string", "null"]},
+                    "verdict": {"type": "string", "enum": list(VERDICTS)},
+                    "detail": {"type": ["string", "null"], "description":
+                               "the signal or exit code of a runtime_error, which limit, "
+                               "the first line that differs"},
+                    "stdout_bytes": {"type": "integer", "description":
+                                     "captured; `stdout` carries the first 8 KiB"},
+                    "stderr_bytes": {"type": "integer"}}},
+                    _ref("BatchStage")]}},
+            "summary": {"type": "object", "description": "total, and the count of each verdict",
+                        "properties": {name: {"type": "integer"}
+                                       for name in ("total", *VERDICTS)}},
         },
     },
     "PistonExecuteResponse": {
@@ -241,6 +318,18 @@ def openapi_document(version: str, languages: Sequence[str]) -> dict[str, Any]:
         "/{language}/execute": _execute_operation("Azure session pool: run in a language",
                                                   languages),
     }
+    paths["/batch"] = {"post": {
+        "summary": "Grade one program against many test cases",
+        "description": "Compiles once (through the compile cache), runs every case in a jail "
+                       "of its own, as many at once as the service runs programs, and judges "
+                       "each: accepted, wrong_answer, time_limit (wall or CPU), memory_limit, "
+                       "output_limit, runtime_error, compile_error (every case, when compiling "
+                       "fails) or ran (no expected_output). Each case counts as a run in "
+                       "/metrics.",
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": _ref("BatchRequest")}}},
+        "responses": {"200": _json(_ref("BatchResponse"), "every case ran and was judged"),
+                      **_errors(400, 404, 405, 413, 500, 503)}}}
     for prefix in PISTON_PREFIXES:
         paths.update(_piston_paths(prefix))
     paths.update(_session_paths())

@@ -11,11 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtimes import (
+    CompileCache,
+    CompileCacheError,
+    Compiled,
     Execution,
     Registry,
     Runtime,
     SelfTestResult,
     SourceFile,
+    cache_exposure,
+    compile_program,
     execute,
     load_runtimes,
     run_selftest,
@@ -27,7 +32,7 @@ from .errors import ServiceBusy, ShuttingDown
 from .metrics import Metrics
 from .render import outcome_name
 from .sessions import Sessions
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 log = logging.getLogger("adapter")
 
@@ -47,6 +52,8 @@ class Service:
     sessions: Sessions
     selftests: dict[str, SelfTestResult] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
+    compile_cache: CompileCache | None = None
+    compile_cache_detail: str = "not set up"  # where it is, or why there is none
 
     @classmethod
     def create(cls, settings: Settings) -> Service:
@@ -56,11 +63,15 @@ class Service:
         admission = Admission(settings.max_concurrent_runs, settings.max_queued_runs)
         metrics = Metrics(lambda: admission.running, lambda: admission.waiting)
         sessions = Sessions(settings, sandbox, registry.find("python"))
-        return cls(settings, sandbox, registry, admission, metrics, sessions)
+        cache, detail = open_compile_cache(settings, sandbox, registry)
+        return cls(settings, sandbox, registry, admission, metrics, sessions,
+                   compile_cache=cache, compile_cache_detail=detail)
 
     async def execute(self, runtime: Runtime, files: Sequence[SourceFile],
                       **options: Any) -> Execution:
-        """One execution (see runtimes.execute for `options`) in an admission slot, counted."""
+        """One execution (see runtimes.execute for `options`) in an admission slot, counted;
+        compiles go through the compile cache."""
+        options.setdefault("cache", self.compile_cache)
         try:
             async with self.admission.slot():
                 started = time.perf_counter()
@@ -76,6 +87,26 @@ class Service:
         self.metrics.observe_run(runtime.name, outcome_name(execution),
                                  time.perf_counter() - started)
         return execution
+
+    async def compile(self, runtime: Runtime, files: Sequence[SourceFile],
+                      **options: Any) -> Compiled:
+        """One compile kept for later runs (see runtimes.compile_program), through the compile
+        cache, in an admission slot. A failed compile is counted as a run ending in
+        compile_error."""
+        try:
+            async with self.admission.slot():
+                started = time.perf_counter()
+                compiled = await compile_program(self.sandbox, runtime, files,
+                                                 cache=self.compile_cache, **options)
+        except ServiceBusy:
+            self.metrics.rejections.inc()
+            raise
+        except asyncio.CancelledError:
+            raise ShuttingDown("the service is shutting down and stopped this run; "
+                               "retry on another instance") from None
+        if not compiled.result.ok:
+            self.metrics.observe_run(runtime.name, "compile_error", time.perf_counter() - started)
+        return compiled
 
     async def run_selftests(self) -> None:
         """Runs every runtime's self-test once, in parallel; `/health` waits for all of them."""
@@ -96,3 +127,31 @@ class Service:
         if failed:
             return "; ".join(f"self-test of {r.runtime} failed: {r.detail}" for r in failed)
         return None
+
+
+def open_compile_cache(settings: Settings, sandbox: Sandbox,
+                       registry: Registry) -> tuple[CompileCache | None, str]:
+    """The compile cache, or None and why not. A folder the settings name must be usable
+    (startup fails otherwise); the default folder may be missing (a user without a home)."""
+    if settings.compile_cache_bytes == 0:
+        return None, "off: SANDBOX_COMPILE_CACHE_BYTES is 0"
+    try:
+        folder = settings.compile_cache_folder()
+    except RuntimeError as exc:  # no home folder to default to
+        return None, f"off: no folder for it ({exc})"
+    read_paths = [path for runtime in registry for path in runtime.read_paths]
+    # Runs must never reach it: an entry a run could write would be served to other requests.
+    exposed = cache_exposure(folder, sandbox, read_paths)
+    if exposed is not None:
+        if settings.compile_cache_dir is not None:
+            raise SettingsError(f"SANDBOX_COMPILE_CACHE_DIR={folder}: runs could reach it: "
+                                f"{exposed}")
+        return None, f"off: runs could reach it: {exposed}"
+    try:
+        cache = CompileCache(folder, settings.compile_cache_bytes)
+    except CompileCacheError as exc:
+        if settings.compile_cache_dir is not None:
+            raise SettingsError(f"SANDBOX_COMPILE_CACHE_DIR: {exc}") from exc
+        log.warning("no compile cache: %s", exc)
+        return None, f"off: {exc}"
+    return cache, f"in {folder}, at most {settings.compile_cache_bytes} bytes"

@@ -16,6 +16,7 @@ from sandbox import Limits, SandboxConfig
 
 MiB = 1024 * 1024
 T = TypeVar("T")
+ROOT_COMPILE_CACHE_DIR = Path("/var/cache/sandbox-service/compiled")
 
 
 class SettingsError(ValueError):
@@ -60,6 +61,11 @@ class Settings:
     # What one request's working directory may hold (source, compiler output, program files).
     max_disk_bytes: int = 256 * MiB
     max_disk_files: int = 10000
+    # Compiled programs kept on disk (None: the default folder for this uid); 0 bytes: none.
+    compile_cache_dir: Path | None = None
+    compile_cache_bytes: int = 256 * MiB
+    # Test cases of one POST /batch request.
+    max_batch_cases: int = 1000
 
     def ceilings(self) -> Limits:
         return Limits(
@@ -68,6 +74,15 @@ class Settings:
             max_processes=self.max_processes, max_open_files=self.max_open_files,
             max_file_bytes=self.max_file_bytes, max_output_bytes=self.max_output_bytes,
         )
+
+    def compile_cache_folder(self) -> Path:
+        """Where compiled programs are kept: the configured folder, else a folder of the
+        service's own outside the work root (/var/cache as root, the home folder otherwise)."""
+        if self.compile_cache_dir is not None:
+            return self.compile_cache_dir
+        if os.geteuid() == 0:
+            return ROOT_COMPILE_CACHE_DIR
+        return Path.home() / ".cache" / "sandbox-service" / "compiled"
 
     def sandbox_config(self) -> SandboxConfig:
         return SandboxConfig(work_root=self.work_root, per_run_uid=self.per_run_uid,
@@ -105,6 +120,11 @@ class Settings:
             raise SettingsError("SANDBOX_SHUTDOWN_GRACE_S must not be negative")
         if self.max_queued_runs < 0:
             raise SettingsError("SANDBOX_MAX_QUEUED_RUNS must not be negative")
+        if self.compile_cache_bytes < 0:
+            raise SettingsError("SANDBOX_COMPILE_CACHE_BYTES must not be negative (0 disables "
+                                "the cache)")
+        if self.compile_cache_dir is not None and not self.compile_cache_dir.is_absolute():
+            raise SettingsError("SANDBOX_COMPILE_CACHE_DIR must be an absolute path")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.name.startswith("max_") and field.name != "max_queued_runs" and value <= 0:
@@ -132,4 +152,5 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_queued_runs": int, "max_body_bytes": int, "max_wall_timeout_s": float,
     "max_cpu_time_s": float, "max_memory_bytes": int, "max_stack_bytes": int,
     "max_processes": int, "max_open_files": int, "max_file_bytes": int, "max_output_bytes": int,
+    "compile_cache_dir": Path, "compile_cache_bytes": int, "max_batch_cases": int,
 }

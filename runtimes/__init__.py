@@ -1,10 +1,19 @@
 """Language runtimes as data: turns a runtime description plus source files into sandbox runs."""
 
+from .compile_cache import (
+    CacheStats,
+    CompileCache,
+    CompileCacheError,
+    Compiled,
+    ProducedFile,
+    cache_exposure,
+)
 from .errors import RuntimeConfigError, RuntimesError, UnknownRuntime
 from .execution import (
     Execution,
     SourceFile,
     StageEvents,
+    compile_program,
     effective_limits,
     execute,
     source_files,
@@ -17,9 +26,14 @@ from .session import CellResult, InterpreterSession
 
 __all__ = [
     "BUILTIN_DIR",
+    "CacheStats",
     "CellResult",
+    "CompileCache",
+    "CompileCacheError",
+    "Compiled",
     "Execution",
     "InterpreterSession",
+    "ProducedFile",
     "Registry",
     "Runtime",
     "RuntimeConfigError",
@@ -31,6 +45,8 @@ __all__ = [
     "Stage",
     "StageEvents",
     "UnknownRuntime",
+    "cache_exposure",
+    "compile_program",
     "effective_limits",
     "execute",
     "load_runtime",

@@ -6,12 +6,25 @@ import asyncio
 import contextlib
 import dataclasses
 import fnmatch
-from collections.abc import Mapping, Sequence
+import os
+import stat
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
-from sandbox import Jail, Limits, Outcome, OutputCallback, Process, RunResult, Sandbox, Stream
+from sandbox import (
+    Jail,
+    Limits,
+    Outcome,
+    OutputCallback,
+    Process,
+    RunResult,
+    Sandbox,
+    Stream,
+    resolve_inside,
+)
 
+from .compile_cache import CompileCache, Compiled, ProducedFile, compile_key, fits
 from .runtime import Runtime, Stage
 
 # Every program starts from this environment and its runtime's `env`; nothing else reaches it.
@@ -35,11 +48,15 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class Execution:
-    """The stages of one execution. `run` is None when compilation failed."""
+    """The stages of one execution. `run` is None when compilation failed.
+
+    `compile_cached`: the compile stage is the stored result of an earlier compile of the same
+    sources (its times and memory are that compile's); no compiler ran for this execution."""
 
     runtime: Runtime
     compile: RunResult | None
     run: RunResult | None
+    compile_cached: bool = False
 
     @property
     def ok(self) -> bool:
@@ -127,34 +144,171 @@ async def execute(
     on_output: OutputCallback | None = None,
     main: str | None = None,
     events: StageEvents | None = None,
+    cache: CompileCache | None = None,
+    compiled: Compiled | None = None,
 ) -> Execution:
     """Writes `files` into a fresh jail, compiles them if the runtime compiles, and runs the
     result with `args`: with `stdin` as its whole input, or interactively through `events`.
-    `main` names the file to run (default: the first)."""
+    `main` names the file to run (default: the first).
+
+    The compile comes from `compiled` when given (see `compile_program`), else from `cache`
+    when it holds these sources, else from a real compile, stored in `cache` if it succeeds."""
     if not files:
         raise ValueError("at least one source file is needed")
     main = main or files[0].name
+    compile_limits = compile_limits or (runtime.compile.limits if runtime.compile else None)
+    key = None
+    if runtime.compile is not None and compiled is None and cache is not None:
+        key = compile_key(runtime, [(f.name, f.content) for f in files], main, args)
+        # A hit needs no lock and no compiler; a miss is settled under the key's lock below.
+        compiled = _usable(await cache.get(key, count_miss=False), compile_limits)
     async with sandbox.jail() as jail:
         for source in files:
             jail.write_file(source.name, source.content)
-        compiled: RunResult | None = None
         if runtime.compile is not None:
-            argv, env = _expand(runtime.compile, runtime, jail, main,
-                                _compile_sources(runtime, files), args)
-            compiled = _classify(await _run_stage(
-                jail, "compile", argv, env, compile_limits or runtime.compile.limits,
-                runtime.read_paths, b"", None, events), runtime.compile)
+            assert compile_limits is not None
+            if compiled is not None:
+                _place(jail, compiled, events)
+            else:
+                compiled = await _compile(jail, runtime, files, main, args, compile_limits,
+                                          events, cache, key, keep_files=False)
             if events is not None:
-                events.finished("compile", compiled)
-            if not compiled.ok:
-                return Execution(runtime, compiled, None)
+                events.finished("compile", compiled.result)
+            if not compiled.result.ok:
+                return Execution(runtime, compiled.result, None, compiled.cached)
         argv, env = _expand(runtime.run, runtime, jail, main, (), args)
         result = _classify(await _run_stage(jail, "run", argv, env, run_limits,
                                             runtime.read_paths, stdin, on_output, events),
                            runtime.run)
         if events is not None:
             events.finished("run", result)
-        return Execution(runtime, compiled, result)
+        if compiled is None:
+            return Execution(runtime, None, result)
+        return Execution(runtime, compiled.result, result, compiled.cached)
+
+
+async def compile_program(sandbox: Sandbox, runtime: Runtime, files: Sequence[SourceFile], *,
+                          compile_limits: Limits | None = None, main: str | None = None,
+                          args: Sequence[str] = (),
+                          cache: CompileCache | None = None) -> Compiled:
+    """Compiles `files` once, in a jail of its own, keeping the files the compile produced:
+    `execute(compiled=…)` then runs the program in as many fresh jails as needed without
+    compiling again. Through `cache` when given."""
+    if runtime.compile is None:
+        raise ValueError(f"{runtime.name} does not compile")
+    if not files:
+        raise ValueError("at least one source file is needed")
+    main = main or files[0].name
+    limits = compile_limits or runtime.compile.limits
+    key = None
+    if cache is not None:
+        key = compile_key(runtime, [(f.name, f.content) for f in files], main, args)
+        stored = _usable(await cache.get(key, count_miss=False), limits)
+        if stored is not None:
+            return stored
+    async with sandbox.jail() as jail:
+        for source in files:
+            jail.write_file(source.name, source.content)
+        return await _compile(jail, runtime, files, main, args, limits, None, cache, key,
+                              keep_files=True)
+
+
+def _usable(stored: Compiled | None, limits: Limits | None) -> Compiled | None:
+    if stored is None or limits is None:
+        return stored
+    return stored if fits(stored.result, limits.wall_timeout_s, limits.cpu_time_s,
+                          limits.memory_bytes) else None
+
+
+async def _compile(jail: Jail, runtime: Runtime, files: Sequence[SourceFile], main: str,
+                   args: Sequence[str], limits: Limits, events: StageEvents | None,
+                   cache: CompileCache | None, key: str | None, keep_files: bool) -> Compiled:
+    """The compile of the sources already written in `jail`: the stored one if another request
+    stored it meanwhile (its files placed in the jail), else a real one, stored when it
+    succeeds. `keep_files`: the result carries the produced files even without a cache."""
+    if cache is None or key is None:
+        return await _run_compiler(jail, runtime, files, main, args, limits, events, keep_files)
+    async with cache.lock(key):
+        stored = _usable(await cache.get(key), limits)
+        if stored is not None:
+            _place(jail, stored, events)
+            return stored
+        compiled = await _run_compiler(jail, runtime, files, main, args, limits, events,
+                                       keep_files=True)
+        if compiled.result.ok:
+            await cache.put(key, compiled)
+        return compiled
+
+
+async def _run_compiler(jail: Jail, runtime: Runtime, files: Sequence[SourceFile], main: str,
+                        args: Sequence[str], limits: Limits, events: StageEvents | None,
+                        keep_files: bool) -> Compiled:
+    assert runtime.compile is not None
+    argv, env = _expand(runtime.compile, runtime, jail, main, _compile_sources(runtime, files),
+                        args)
+    result = _classify(await _run_stage(jail, "compile", argv, env, limits, runtime.read_paths,
+                                        b"", None, events), runtime.compile)
+    if not (keep_files and result.ok):
+        return Compiled(result)
+    # The compiler's processes are all gone: what is in the jail now is what it produced.
+    sources = {str(resolve_inside(jail.path, f.name).relative_to(jail.path)) for f in files}
+    produced = await asyncio.to_thread(collect_outputs, jail.path, sources)
+    return Compiled(result, produced)
+
+
+def collect_outputs(folder: Path, sources: Collection[str]) -> tuple[ProducedFile, ...]:
+    """Every regular file under `folder` but `sources` (paths relative to it), after a compile.
+
+    Opens each folder and file with O_NOFOLLOW relative to its parent's descriptor and skips
+    symlinks, FIFOs and devices (O_NONBLOCK: a FIFO would block the open): what a compile left
+    cannot make the service read anything outside the jail. Bounded by the jail's own disk
+    bound."""
+    produced: list[ProducedFile] = []
+    root = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # Iterative: a folder tree as deep as a path allows would exhaust Python's recursion.
+    pending: list[tuple[int, str]] = [(root, "")]
+    try:
+        while pending:
+            dir_fd, prefix = pending.pop()
+            try:
+                for name in sorted(os.listdir(dir_fd)):
+                    relative = prefix + name
+                    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    if stat.S_ISDIR(info.st_mode):
+                        pending.append((os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                                | os.O_CLOEXEC, dir_fd=dir_fd), relative + "/"))
+                    elif stat.S_ISREG(info.st_mode) and relative not in sources:
+                        file = _read_produced(dir_fd, name, relative)
+                        if file is not None:
+                            produced.append(file)
+            finally:
+                os.close(dir_fd)
+    finally:
+        for dir_fd, _prefix in pending:
+            os.close(dir_fd)
+    return tuple(sorted(produced, key=lambda f: f.name))
+
+
+def _read_produced(dir_fd: int, name: str, relative: str) -> ProducedFile | None:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):  # replaced between the stat and the open
+            return None
+        return ProducedFile(relative, f.read(), bool(info.st_mode & stat.S_IXUSR))
+
+
+def _place(jail: Jail, compiled: Compiled, events: StageEvents | None) -> None:
+    """Writes a compile's produced files into `jail` as copies owned by its uid (a program
+    that rewrites its binary changes its own copy only), and tells `events` of the stage."""
+    for file in compiled.files:
+        jail.write_file(file.name, file.content, 0o700 if file.executable else 0o600)
+    if events is not None:
+        events.started("compile")
+        for stream, data in ((Stream.STDOUT, compiled.result.stdout),
+                             (Stream.STDERR, compiled.result.stderr)):
+            if data:
+                events.output("compile", stream, data)
 
 
 async def _run_stage(jail: Jail, stage: str, argv: list[str], env: dict[str, str],

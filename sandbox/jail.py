@@ -65,12 +65,17 @@ class Jail:
         self._sandbox = sandbox
         self.clean = True  # False once a launcher was lost: its processes may have survived
 
-    def write_file(self, name: str, data: bytes) -> Path:
-        """Creates file `name` (sub-folders allowed) inside the working directory.
+    def write_file(self, name: str, data: bytes, mode: int = 0o600) -> Path:
+        """Creates file `name` (sub-folders allowed) inside the working directory, owned by the
+        jail's uid, with permission bits `mode` (0o700 for a program to execute).
 
         Walks down one folder at a time through descriptors opened with O_NOFOLLOW, so even a
         symlink a program planted in the jail cannot redirect the write; an existing file is
         never overwritten (O_EXCL)."""
+        # Owner bits only: a set-id or group/other bit on a file the service creates could let
+        # another uid execute or read it with the run's identity.
+        if mode & ~0o700:
+            raise ValueError(f"mode {mode:#o} has bits other than the owner's")
         path = resolve_inside(self.path, name)
         *folders, leaf = path.relative_to(self.path).parts
         dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -87,12 +92,13 @@ class Jail:
                 dir_fd = next_fd
                 if created:
                     self._give(dir_fd)
-            fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
+            fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode,
                          dir_fd=dir_fd)
         finally:
             os.close(dir_fd)
         with os.fdopen(fd, "wb") as f:
             self._give(f.fileno())
+            os.fchmod(f.fileno(), mode)  # whatever the service's umask is
             f.write(data)
         return path
 

@@ -1,0 +1,340 @@
+"""`POST /batch`: one program and many test cases; compiled once, every case run in a fresh jail
+of its own and judged against its expected output.
+
+    {"language": "c++",
+     "files": [{"name": "main.cpp", "content": "..."}],
+     "limits": {"wall_timeout_s": 2, "cpu_time_s": 1, "memory_bytes": 268435456},
+     "cases": [{"name": "1", "stdin": "2 3\\n", "expected_output": "5\\n",
+                "args": [], "limits": {"cpu_time_s": 2}}]}
+
+`limits` apply to every case, a case's own `limits` win field by field; neither may exceed the
+service's ceilings. Verdicts, checked in this order: `time_limit` (wall clock or CPU time),
+`memory_limit`, `output_limit` (stdout or stderr over the cap, a file over the size limit, the
+working directory full), `runtime_error` (a fatal signal or a non-zero exit code: `detail`
+names it), then against `expected_output`: `accepted` or `wrong_answer` (trailing whitespace of
+each line and trailing blank lines do not count, as in Judge0); `ran` when the case has no
+`expected_output` to compare with. When compiling fails, every case is `compile_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from runtimes import Compiled, Registry, Runtime, SourceFile, effective_limits
+from sandbox import Limits, Outcome, RunResult, UnsafeName, resolve_inside
+
+from .body import read_json
+from .errors import BadRequest
+from .fields import optional_args, optional_string, require_object, require_string, utf8
+from .render import signal_name, text
+from .service import Service
+
+VERDICTS = ("accepted", "wrong_answer", "time_limit", "memory_limit", "output_limit",
+            "runtime_error", "compile_error", "ran")
+# Verdicts that do not fail a batch: `ran` had nothing to be compared with.
+PASSING = ("accepted", "ran")
+# The limits a request may set, with the ceiling each is checked against.
+LIMIT_KEYS = ("wall_timeout_s", "cpu_time_s", "memory_bytes")
+BATCH_KEYS = ("language", "files", "limits", "cases")
+CASE_KEYS = ("name", "stdin", "expected_output", "args", "limits")
+# Of each case's stdout and stderr, the reply carries this much: a thousand cases at the full
+# output cap would make a reply of gigabytes. The verdict is judged on everything captured.
+EXCERPT_BYTES = 8192
+TIME_LIMITS = {Outcome.WALL_TIMEOUT: "wall clock", Outcome.CPU_LIMIT: "CPU time"}
+OUTPUT_LIMITS = {Outcome.OUTPUT_LIMIT: None, Outcome.FILE_SIZE_LIMIT: "a file over the size limit",
+                 Outcome.DISK_LIMIT: "the working directory is full"}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str | None
+    stdin: bytes
+    expected_output: bytes | None
+    args: tuple[str, ...]
+    limits: Limits  # the run's, clamped and checked
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A validated request."""
+
+    runtime: Runtime
+    files: tuple[SourceFile, ...]
+    cases: tuple[Case, ...]
+    compile_limits: Limits | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str  # one of VERDICTS
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """A judged case. `run` keeps only the beginning of each stream, what the reply carries;
+    `stdout_bytes` and `stderr_bytes` count what was captured. `run` is None after a failed
+    compile."""
+
+    verdict: Verdict
+    run: RunResult | None = None
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Graded:
+    compiled: Compiled | None  # None for runtimes that do not compile
+    cases: tuple[CaseResult, ...]
+
+    @property
+    def compile_failed(self) -> bool:
+        return self.compiled is not None and not self.compiled.result.ok
+
+
+# ---- the request --------------------------------------------------------------------------------
+
+def parse_batch(body: Any, registry: Registry, ceilings: Limits, max_cases: int) -> Batch:
+    """Validates a batch request; every 400 names the JSON path of what is wrong."""
+    body = require_object(body, "the request body")
+    _check_keys(body, BATCH_KEYS, "")
+    runtime = registry.find(require_string(body.get("language"), "language"))
+    files = _files(body.get("files"), runtime)
+    defaults = _limits(body.get("limits"), "limits", ceilings)
+    cases = body.get("cases")
+    if not isinstance(cases, list) or not cases:
+        raise BadRequest("cases must be a non-empty array")
+    if len(cases) > max_cases:
+        raise BadRequest(f"cases has {len(cases)} entries; a request may have at most "
+                         f"{max_cases} (SANDBOX_MAX_BATCH_CASES)")
+    parsed = tuple(_case(case, f"cases[{i}]", runtime, ceilings, defaults)
+                   for i, case in enumerate(cases))
+    compile_limits = (effective_limits(runtime.compile.limits, ceilings)
+                      if runtime.compile is not None else None)
+    return Batch(runtime, files, parsed, compile_limits)
+
+
+def _check_keys(value: dict[str, Any], known: Sequence[str], path: str) -> None:
+    # A misspelt `expected_output` would silently turn every verdict into `ran`.
+    for key in value:
+        if key not in known:
+            raise BadRequest(f"{path}{key} is not a known field (known: {', '.join(known)})")
+
+
+def _files(value: Any, runtime: Runtime) -> tuple[SourceFile, ...]:
+    """The source files; the first is the main one and may go unnamed (the runtime's name)."""
+    if not isinstance(value, list) or not value:
+        raise BadRequest("files must be a non-empty array")
+    sources: list[SourceFile] = []
+    taken: dict[PurePosixPath, str] = {}
+    for i, item in enumerate(value):
+        path = f"files[{i}]"
+        file = require_object(item, path)
+        _check_keys(file, ("name", "content"), path + ".")
+        raw_name = file.get("name")
+        if raw_name is None and i == 0:
+            name = runtime.source_file
+        elif raw_name is None:
+            raise BadRequest(f"{path}.name is required (only the first file may go unnamed)")
+        else:
+            name = require_string(raw_name, f"{path}.name")
+        try:
+            relative = PurePosixPath(resolve_inside(Path("/"), name).relative_to("/"))
+        except UnsafeName as exc:
+            raise BadRequest(f"{path}.name: {exc}") from None
+        # Names reach compiler and interpreter argv lists: `-o…` would be read as an option.
+        if relative.parts[0].startswith("-"):
+            raise BadRequest(f"{path}.name must not start with '-'")
+        for other, other_path in taken.items():
+            if relative == other or other in relative.parents or relative in other.parents:
+                raise BadRequest(f"{path}.name {name!r} clashes with {other_path}.name")
+        taken[relative] = path
+        content = utf8(require_string(file.get("content"), f"{path}.content"), f"{path}.content")
+        sources.append(SourceFile(str(relative), content))
+    return tuple(sources)
+
+
+def _limits(value: Any, path: str, ceilings: Limits) -> dict[str, float]:
+    """The limits an object sets, each checked against its ceiling (never silently lowered: a
+    grader must know the limits its verdicts were judged under)."""
+    if value is None:
+        return {}
+    limits = require_object(value, path)
+    _check_keys(limits, LIMIT_KEYS, path + ".")
+    parsed: dict[str, float] = {}
+    for key, raw in limits.items():
+        if raw is None:
+            continue
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) \
+                or raw <= 0:
+            raise BadRequest(f"{path}.{key} must be a positive number")
+        ceiling = getattr(ceilings, key)
+        if raw > ceiling:
+            raise BadRequest(f"{path}.{key} cannot exceed the ceiling of {ceiling:g}")
+        parsed[key] = math.ceil(raw) if key == "memory_bytes" else float(raw)
+    return parsed
+
+
+def _case(value: Any, path: str, runtime: Runtime, ceilings: Limits,
+          defaults: dict[str, float]) -> Case:
+    case = require_object(value, path)
+    _check_keys(case, CASE_KEYS, path + ".")
+    name = case.get("name")
+    if name is not None and not isinstance(name, str):
+        raise BadRequest(f"{path}.name must be a string")
+    stdin = utf8(optional_string(case.get("stdin"), f"{path}.stdin"), f"{path}.stdin")
+    expected = case.get("expected_output")
+    expected_bytes = None if expected is None else utf8(
+        require_string(expected, f"{path}.expected_output"), f"{path}.expected_output")
+    overrides = {**defaults, **_limits(case.get("limits"), f"{path}.limits", ceilings)}
+    return Case(name, stdin, expected_bytes, optional_args(case.get("args"), f"{path}.args"),
+                effective_limits(runtime.run.limits, ceilings, **overrides))
+
+
+# ---- judging ------------------------------------------------------------------------------------
+
+def significant_lines(output: bytes) -> list[bytes]:
+    """The lines that are compared: trailing whitespace of each line and trailing blank lines
+    removed (so `\\r\\n` endings and a missing last newline do not matter)."""
+    lines = [line.rstrip() for line in output.split(b"\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def compare(actual: bytes, expected: bytes) -> Verdict:
+    """`accepted`, or `wrong_answer` naming the first line that differs."""
+    got, wanted = significant_lines(actual), significant_lines(expected)
+    if got == wanted:
+        return Verdict("accepted")
+    line = next((i for i, (a, b) in enumerate(zip(got, wanted, strict=False)) if a != b),
+                min(len(got), len(wanted)))
+    if line >= len(got):
+        return Verdict("wrong_answer", f"output ends before line {line + 1}")
+    if line >= len(wanted):
+        return Verdict("wrong_answer", f"output goes on past the expected {len(wanted)} lines")
+    return Verdict("wrong_answer", f"line {line + 1} differs")
+
+
+def judge(result: RunResult, expected_output: bytes | None) -> Verdict:
+    """The verdict of one case's run (see the module docstring for the order)."""
+    outcome = result.outcome
+    if outcome in TIME_LIMITS:
+        return Verdict("time_limit", TIME_LIMITS[outcome])
+    if outcome is Outcome.MEMORY_LIMIT:
+        return Verdict("memory_limit")
+    if outcome in OUTPUT_LIMITS:
+        stream = "stdout" if result.stdout_truncated else "stderr"
+        return Verdict("output_limit", OUTPUT_LIMITS[outcome] or f"{stream} over the cap")
+    if outcome is Outcome.SIGNALED:
+        return Verdict("runtime_error", signal_name(result.signal))
+    if outcome is Outcome.NONZERO_EXIT:
+        return Verdict("runtime_error", f"exit code {result.exit_code}")
+    if expected_output is None:
+        return Verdict("ran")
+    return compare(result.stdout, expected_output)
+
+
+def judged(result: RunResult, expected_output: bytes | None) -> CaseResult:
+    """The verdict, and the run reduced to what the reply carries: the full output was needed
+    for the verdict, and keeping less bounds a large batch's memory while its cases run."""
+    return CaseResult(judge(result, expected_output),
+                      dataclasses.replace(result, stdout=result.stdout[:EXCERPT_BYTES],
+                                          stderr=result.stderr[:EXCERPT_BYTES], output=b""),
+                      len(result.stdout), len(result.stderr))
+
+
+# ---- running ------------------------------------------------------------------------------------
+
+async def run_batch(service: Service, batch: Batch) -> Graded:
+    """Compiles once (through the compile cache), then runs the cases in parallel, as many at
+    once as the service runs programs; each case in a fresh jail with a copy of the program."""
+    compiled = None
+    if batch.runtime.compile is not None:
+        compiled = await service.compile(batch.runtime, batch.files,
+                                         compile_limits=batch.compile_limits)
+        if not compiled.result.ok:
+            failed = CaseResult(Verdict("compile_error"))
+            return Graded(compiled, tuple(failed for _ in batch.cases))
+    # At most as many cases wait for a slot as there are slots: a large batch takes its turns
+    # among other requests instead of filling the waiting line and getting 503s.
+    gate = asyncio.Semaphore(service.admission.max_running)
+
+    async def run_case(case: Case) -> CaseResult:
+        async with gate:
+            execution = await service.execute(
+                batch.runtime, batch.files, run_limits=case.limits, stdin=case.stdin,
+                args=case.args, compiled=compiled)
+        assert execution.run is not None
+        return judged(execution.run, case.expected_output)
+
+    tasks = [asyncio.ensure_future(run_case(case)) for case in batch.cases]
+    try:
+        results = await asyncio.gather(*tasks)
+    except BaseException:
+        # One case failed the service (503, shutdown): the others stop, and their jails are
+        # disposed of before the error is answered.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return Graded(compiled, tuple(results))
+
+
+# ---- the reply ----------------------------------------------------------------------------------
+
+def _stage(result: RunResult) -> dict[str, Any]:
+    return {
+        "outcome": result.outcome.value,
+        "exit_code": result.exit_code,
+        "signal": signal_name(result.signal),
+        "stdout": text(result.stdout),
+        "stderr": text(result.stderr),
+        "stdout_truncated": result.stdout_truncated,
+        "stderr_truncated": result.stderr_truncated,
+        "wall_time_ms": round(result.wall_time_s * 1000),
+        "cpu_time_ms": round(result.cpu_time_s * 1000),
+        "memory_bytes": result.memory_bytes,
+    }
+
+
+def render_batch(batch: Batch, graded: Graded) -> dict[str, Any]:
+    """The reply: the compile stage once, the cases in request order, counts of verdicts."""
+    compile_stage = None
+    if graded.compiled is not None:
+        compile_stage = {**_stage(graded.compiled.result), "cached": graded.compiled.cached}
+    cases = []
+    for index, (case, result) in enumerate(zip(batch.cases, graded.cases, strict=True)):
+        entry: dict[str, Any] = {"index": index, "name": case.name,
+                                 "verdict": result.verdict.name, "detail": result.verdict.detail}
+        if result.run is not None:
+            entry.update(_stage(result.run), stdout_bytes=result.stdout_bytes,
+                         stderr_bytes=result.stderr_bytes)
+        cases.append(entry)
+    summary = {"total": len(cases), **dict.fromkeys(VERDICTS, 0)}
+    for result in graded.cases:
+        summary[result.verdict.name] += 1
+    return {"language": batch.runtime.name, "version": batch.runtime.version,
+            "compile": compile_stage, "cases": cases, "summary": summary}
+
+
+async def post_batch(request: Request) -> Response:
+    """POST /batch: grade one program against many test cases."""
+    service: Service = request.app.state.service
+    settings = service.settings
+    batch = parse_batch(await read_json(request, settings.max_body_bytes), service.registry,
+                        settings.ceilings(), settings.max_batch_cases)
+    request.state.runtime = batch.runtime.name
+    graded = await run_batch(service, batch)
+    if graded.compile_failed:
+        request.state.outcome = "compile_error"
+    return JSONResponse(render_batch(batch, graded))

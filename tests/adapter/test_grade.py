@@ -1,0 +1,161 @@
+"""`python -m adapter grade`: a subprocess against the real service."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapter.grade import natural_key
+
+from ..utils import REPO, Server, assert_nothing_left, free_port
+
+SUM_PY = "a, b = map(int, input().split())\nprint(a + b)\n"
+SUM_CPP = ('#include <iostream>\nint main(){ long a, b; std::cin >> a >> b; '
+           'std::cout << a + b << "\\n"; }\n')
+ROW = re.compile(r"(\S+) +(\S+) +(\d+) +(\d+) +([\d.]+ MiB)(?:  (.*))?")
+
+
+def grade(source: Path, tests: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "adapter", "grade", str(source),
+                           "--tests", str(tests), *options], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def write_pairs(folder: Path, pairs: dict[str, tuple[str, str | None]]) -> Path:
+    folder.mkdir()
+    for name, (stdin, expected) in pairs.items():
+        (folder / f"{name}.in").write_text(stdin)
+        if expected is not None:
+            (folder / f"{name}.out").write_text(expected)
+    return folder
+
+
+def rows(stdout: str) -> list[tuple[str, str, str | None]]:
+    """(case, verdict, detail) of each table row."""
+    found = []
+    for line in stdout.splitlines()[1:]:
+        match = ROW.fullmatch(line)
+        if match:
+            found.append((match.group(1), match.group(2), match.group(6)))
+    return found
+
+
+@pytest.fixture
+def tests_dir(tmp_path: Path) -> Path:
+    return write_pairs(tmp_path / "tests", {"1": ("2 3\n", "5\n"), "2": ("10 -4\n", "6"),
+                                            "10": ("0 0\n", "0\n\n")})
+
+
+def test_all_accepted_is_exit_0_with_a_table_and_progress(server: Server, tmp_path: Path,
+                                                          tests_dir: Path) -> None:
+    source = tmp_path / "sum.py"
+    source.write_text(SUM_PY)
+    done = grade(source, tests_dir, "--endpoint", server.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["case", "verdict", "wall", "ms", "cpu", "ms", "memory", "detail"]
+    # Natural order: 10 after 2.
+    assert rows(done.stdout) == [("1", "accepted", None), ("2", "accepted", None),
+                                 ("10", "accepted", None)]
+    assert lines[-1] == "OK: 3 accepted of 3 cases"
+    assert "graded 3/3 cases" in done.stderr
+    assert_nothing_left(server)
+
+
+@pytest.mark.gxx
+def test_failures_are_exit_1_with_their_verdicts(server: Server, tmp_path: Path,
+                                                 tests_dir: Path) -> None:
+    source = tmp_path / "sum.cpp"
+    source.write_text(f"// {secrets.token_hex(8)}\n" + SUM_CPP.replace("a + b", "a + b + (a == 10)"))
+    done = grade(source, tests_dir, "--endpoint", server.url)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0].startswith("compile: ok in ")
+    assert rows(done.stdout) == [("1", "accepted", None), ("2", "wrong_answer", "line 1 differs"),
+                                 ("10", "accepted", None)]
+    assert done.stdout.splitlines()[-1] == "FAILED: 2 accepted, 1 wrong_answer of 3 cases"
+
+
+@pytest.mark.gxx
+def test_a_compile_error_shows_the_compiler_and_fails_every_case(server: Server, tmp_path: Path,
+                                                                 tests_dir: Path) -> None:
+    source = tmp_path / "broken.cc"
+    source.write_text(f"// {secrets.token_hex(8)}\nint main() {{ return undeclared; }}\n")
+    done = grade(source, tests_dir, "--endpoint", server.url, "--chunk", "1")
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("compile: nonzero_exit in ")
+    assert "undeclared" in done.stdout
+    assert lines[-1] == "FAILED: 3 compile_error of 3 cases"
+    # Nothing more is sent after the first chunk's compile failed.
+    assert done.stderr.splitlines() == ["graded 0/3 cases", "graded 1/3 cases",
+                                        "graded 3/3 cases"]
+
+
+def test_json_joins_the_chunks_into_one_reply(server: Server, tmp_path: Path) -> None:
+    source = tmp_path / "echo.py"
+    source.write_text("print(input())\n")
+    cases = [{"name": f"c{i}", "stdin": f"{i}\n", "expected_output": f"{i}\n"} for i in range(5)]
+    cases[3]["expected_output"] = "wrong"
+    tests = tmp_path / "cases.json"
+    tests.write_text(json.dumps({"limits": {"cpu_time_s": 2}, "cases": cases}))
+    done = grade(source, tests, "--endpoint", server.url, "--json", "--chunk", "2",
+                 "--wall-timeout", "5")
+    assert done.returncode == 1, done.stderr
+    reply = json.loads(done.stdout)
+    assert (reply["language"], reply["compile"]) == ("python", None)
+    assert [(c["index"], c["name"], c["verdict"]) for c in reply["cases"]] == [
+        (0, "c0", "accepted"), (1, "c1", "accepted"), (2, "c2", "accepted"),
+        (3, "c3", "wrong_answer"), (4, "c4", "accepted")]
+    assert reply["summary"]["total"] == 5 and reply["summary"]["accepted"] == 4
+    assert done.stderr.splitlines() == ["graded 0/5 cases", "graded 2/5 cases",
+                                        "graded 4/5 cases", "graded 5/5 cases"]
+
+
+def test_a_case_without_expected_output_only_runs(server: Server, tmp_path: Path) -> None:
+    source = tmp_path / "sum.py"
+    source.write_text(SUM_PY)
+    tests = write_pairs(tmp_path / "tests", {"a": ("1 2\n", None)})
+    done = grade(source, tests, "--endpoint", server.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert rows(done.stdout) == [("a", "ran", None)]
+
+
+def test_a_refused_request_is_exit_2_with_the_message(server: Server, tmp_path: Path,
+                                                      tests_dir: Path) -> None:
+    source = tmp_path / "sum.py"
+    source.write_text(SUM_PY)
+    done = grade(source, tests_dir, "--endpoint", server.url, "--cpu-time", "1000")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "sandbox-service grade: POST /batch answered 400: limits.cpu_time_s cannot exceed the "
+        "ceiling of 60")
+
+
+def test_grading_impossible_is_exit_2(tmp_path: Path, tests_dir: Path) -> None:
+    source = tmp_path / "sum.py"
+    source.write_text(SUM_PY)
+    closed = f"http://127.0.0.1:{free_port()}"
+    done = grade(source, tests_dir, "--endpoint", closed)
+    assert done.returncode == 2 and "ConnectError" in done.stderr
+    (tmp_path / "empty").mkdir()
+    done = grade(source, tmp_path / "empty", "--endpoint", closed)
+    assert (done.returncode, done.stderr.strip()) == (
+        2, (f"sandbox-service grade: no test cases in {tmp_path / 'empty'} (expected NAME.in "
+           "and NAME.out files)"))
+    odd = tmp_path / "sum.rb"
+    odd.write_text("")
+    done = grade(odd, tests_dir, "--endpoint", closed)
+    assert (done.returncode, done.stderr.strip()) == (
+        2, ("sandbox-service grade: cannot tell the language of sum.rb from its suffix; give "
+           "--language"))
+
+
+def test_natural_order() -> None:
+    assert sorted(["10", "2", "a10", "a9", "b", "1"], key=natural_key) == [
+        "1", "2", "10", "a9", "a10", "b"]
