@@ -78,6 +78,11 @@ async def status(request: Request) -> Response:
         },
         "layers": [layer.as_dict() for layer in service.sandbox.layers.all],
         "compileCache": compile_cache_status(service),
+        "sessions": {
+            "live": len(service.sessions.live),
+            "max": service.settings.max_sessions,
+            "filesAt": service.sessions.files_mode,
+        },
         "runs": {
             "running": service.admission.running,
             "waiting": service.admission.waiting,
@@ -191,8 +196,8 @@ def route_list(service: Service) -> list[str]:
         f"POST /{{language}}/execute for language in {', '.join(service.registry.names())}",
         "POST /batch",
         "POST /files/upload, GET /files, GET /files/content/{name} (sessions, legacy)",
-        "POST /files, GET /files/{name}, GET /files/{name}/content, DELETE /files/{name}, "
-        "POST /executions, GET /executions/{id}, DELETE /session (sessions, newer)",
+        ("POST /files, GET /files/{name}, GET /files/{name}/content, DELETE /files/{name}, "
+         "POST /executions, GET /executions/{id}, DELETE /session (sessions, newer)"),
         "GET /api/v2/runtimes",
         "POST /api/v2/execute",
         "WebSocket /api/v2/connect",

@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from runtimes import CellResult, InterpreterSession, Runtime
@@ -182,9 +183,39 @@ class Sessions:
         self.live: dict[str, Session] = {}
         self._creating = asyncio.Lock()
         self.files_at: str | None = None
+        # Who sees their files at /mnt/data. With a mount namespace per kernel, every session;
+        # without one (a default container), /mnt/data is a symlink to one session's folder at a
+        # time, which in a session pool, where a container serves one identifier, is all of
+        # them. Another session's folder behind the link stays closed to a session by its uid
+        # and Landlock.
+        self.link_holder: str | None = None
+        self.files_mode = self._set_up_files_at(sandbox)
+
+    def _set_up_files_at(self, sandbox: Any) -> str:
         if sandbox.layers.active("mntns"):
+            # The mount point must be a folder: a link (left by the other mode) would carry the
+            # bind mount to wherever it points.
+            _point_link(None)
             os.makedirs(FILES_AT, mode=0o755, exist_ok=True)
             self.files_at = FILES_AT
+            return f"every session's files are at {FILES_AT} (a mount namespace per kernel)"
+        if os.path.isdir(FILES_AT) and not os.path.islink(FILES_AT):
+            try:
+                os.rmdir(FILES_AT)  # an empty mount point is ours to replace by the link
+            except OSError:
+                return (f"{FILES_AT} is a folder with files of the image: sessions use their "
+                        "working directory")
+        try:
+            os.makedirs(os.path.dirname(FILES_AT), mode=0o755, exist_ok=True)
+            _point_link(None)  # a link a dead predecessor left
+            probe = os.path.dirname(FILES_AT) + "/.probe-" + secrets.token_hex(4)
+            os.symlink("/nonexistent", probe)
+            os.unlink(probe)
+        except OSError as exc:
+            return (f"{FILES_AT} cannot be made here ({exc.strerror}): sessions use their "
+                    "working directory")
+        self.files_at = FILES_AT
+        return f"{FILES_AT} links to the folder of the oldest live session (one at a time)"
 
     def kernel_limits(self) -> Limits:
         """The kernel lives across cells: its wall and CPU bounds are the session's lifetime,
@@ -203,8 +234,15 @@ class Sessions:
                                       "service keeps; retry when one has cooled down")
                 stack = contextlib.AsyncExitStack()
                 jail = await stack.enter_async_context(self.sandbox.jail())
+                files_at = self.files_at
+                if files_at is not None and not self.sandbox.layers.active("mntns"):
+                    if self.link_holder is None:
+                        _point_link(jail.path)
+                        self.link_holder = identifier
+                    else:
+                        files_at = None
                 kernel = InterpreterSession(self.sandbox, self.runtime, jail,
-                                            self.kernel_limits(), self.files_at)
+                                            self.kernel_limits(), files_at)
                 stack.push_async_callback(kernel.close)
                 session = Session(identifier, jail, kernel, stack)
                 self.live[identifier] = session
@@ -236,6 +274,9 @@ class Sessions:
         session = self.live.pop(identifier, None)
         if session is None:
             return False
+        if self.link_holder == identifier:
+            _point_link(None)
+            self.link_holder = None
         async with session.lock:
             await session.stack.aclose()
         return True
@@ -263,3 +304,15 @@ class Sessions:
         for identifier in list(self.live):
             await self.end(identifier)
 
+
+
+def _point_link(target: Path | None) -> None:
+    """Makes /mnt/data a symlink to `target` (atomically: a new link renamed over the old), or
+    removes the link. Never touches a real folder there."""
+    if target is None:
+        if os.path.islink(FILES_AT):
+            os.unlink(FILES_AT)
+        return
+    temporary = f"{FILES_AT}.{secrets.token_hex(8)}"
+    os.symlink(target, temporary)
+    os.replace(temporary, FILES_AT)

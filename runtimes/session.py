@@ -116,7 +116,7 @@ class InterpreterSession:
         env = {name: value.format(workdir=self.jail.path)
                for name, value in {**BASE_ENV, **stage.env}.items()}
         env["SESSION_MARK"] = self.mark.decode()
-        if self.files_at and self.sandbox.layers.active("mntns"):
+        if self.files_at:
             env["SESSION_FILES_AT"] = self.files_at
         self.process = await self.jail.start(argv, env, self.limits, self.runtime.read_paths,
                                              also_at=self.files_at)

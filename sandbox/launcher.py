@@ -571,6 +571,11 @@ class _Supervisor:
             if outcome in ("signaled", "nonzero_exit") and disk and _is_full(self.spec["cwd"]):
                 # The program failed on a full working directory (ENOSPC from its tmpfs).
                 outcome = "disk_limit"
+            elif disk and disk["watchdog"] and _exceeds_disk(self.spec["cwd"], disk["bytes"],
+                                                             disk["files"]):
+                # It passed the bound between two looks of the watchdog and ended before the
+                # next: over the bound is over the bound, however fast it was.
+                outcome = "disk_limit"
         return {
             "outcome": outcome,
             "exit_code": code,

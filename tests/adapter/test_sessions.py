@@ -1072,3 +1072,36 @@ def test_an_upload_over_the_upload_limit_is_413(small_server: Server) -> None:
         assert (response.status_code, response.json()) == (
             413, {"message": f"the upload exceeds the limit of {UPLOAD_BYTES} bytes"})
         assert session.names() == []
+
+
+@pytest.mark.root
+def test_without_mount_namespaces_mnt_data_links_to_one_session_at_a_time() -> None:
+    """A default container (no CAP_SYS_ADMIN): /mnt/data is a link to the folder of the oldest
+    live session, which in a pool container is the only one; a second session cannot follow
+    the link into the first one's folder, and the link goes with its session."""
+    root = make_work_root()
+    try:
+        with run_server(root, {"SANDBOX_MNTNS": "off"}) as srv:
+            with srv.client() as client:
+                status = client.get("/").json()["sessions"]["filesAt"]
+                assert status == "/mnt/data links to the folder of the oldest live session " \
+                                 "(one at a time)"
+
+                def cell(identifier: str, code: str) -> dict[str, Any]:
+                    reply = client.post(f"/code/execute?identifier={identifier}",
+                                        json={"properties": {"code": code}})
+                    return dict(reply.json()["properties"])
+
+                client.post("/files/upload?identifier=first-1",
+                            files={"file": ("/mnt/data/a.txt", b"first's")})
+                assert cell("first-1", "open('/mnt/data/a.txt').read()")["result"] == "first's"
+                second = cell("second-1", "try:\n    r = open('/mnt/data/a.txt').read()\n"
+                                          "except OSError as e:\n    r = type(e).__name__\nr")
+                assert second["result"] == "PermissionError"
+                for identifier in ("first-1", "second-1"):
+                    assert client.delete("/session", params={"identifier": identifier}) \
+                        .status_code == 204
+                assert not os.path.lexists("/mnt/data")
+            assert_nothing_left(srv)
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
