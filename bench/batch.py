@@ -16,10 +16,7 @@ import concurrent.futures
 import os
 import secrets
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,45 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from service import percentile, start_service
 
-REPO = Path(__file__).resolve().parent.parent
 CPP_SUM = ('#include <iostream>\nint main(){ long a, b; std::cin >> a >> b; '
            'std::cout << a + b << "\\n"; }\n')
 PYTHON_SUM = "a, b = map(int, input().split())\nprint(a + b)\n"
 CPP_HELLO = '#include <cstdio>\nint main(){ std::puts("1"); }\n'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The service on a free port, with a compile cache of its own (empty)."""
-    port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
-           "SANDBOX_WORK_ROOT": str(work / "runs"), "SANDBOX_LOG_LEVEL": "warning",
-           "SANDBOX_COMPILE_CACHE_DIR": str(work / "compiled"),
-           "SANDBOX_MAX_QUEUED_RUNS": "1000"}
-    proc = subprocess.Popen([sys.executable, "-m", "adapter"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health").status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the service did not become healthy")
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def batch_body(language: str, code: str, cases: int) -> dict[str, Any]:
@@ -99,7 +63,7 @@ def main() -> None:
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sandbox-bench-", dir="/tmp"))
     os.chmod(work, 0o711)
-    proc, url = start_server(work)
+    proc, url = start_service(work, {"SANDBOX_COMPILE_CACHE_DIR": str(work / "compiled")})
     try:
         client = httpx.Client(base_url=url, timeout=600)
         running = client.get("/").json()["runs"]["maxConcurrent"]

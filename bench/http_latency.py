@@ -13,25 +13,18 @@ import argparse
 import concurrent.futures
 import os
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from service import percentile, start_service
 
-REPO = Path(__file__).resolve().parent.parent
 CPP_HELLO = '#include <cstdio>\nint main(){ std::puts("1"); }\n'
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "/usr/local/bin/python3"
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def timed(action: Callable[[], object], runs: int) -> list[float]:
@@ -50,28 +43,6 @@ def throughput(action: Callable[[], None], runs: int, concurrency: int) -> float
     return runs / (time.perf_counter() - started)
 
 
-def start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
-           "SANDBOX_WORK_ROOT": str(work / "runs"), "SANDBOX_LOG_LEVEL": "warning",
-           "SANDBOX_MAX_QUEUED_RUNS": "1000"}
-    proc = subprocess.Popen([sys.executable, "-m", "adapter"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health").status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the service did not become healthy")
-
-
 def row(name: str, samples: list[float]) -> None:
     p50, p99 = statistics.median(samples), percentile(samples, 0.99)
     print(f"{name:<46} p50 {p50:8.2f} ms   p99 {p99:8.2f} ms")
@@ -88,7 +59,7 @@ def main() -> None:
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sandbox-bench-", dir="/tmp"))
     os.chmod(work, 0o711)
-    proc, url = start_server(work)
+    proc, url = start_service(work)
     try:
         client = httpx.Client(base_url=url, timeout=120)
 
