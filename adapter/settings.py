@@ -36,6 +36,8 @@ class Settings:
     tmpfs: str = "auto"
     netns: str = "auto"
     mntns: str = "auto"
+    # Launchers forked from a pre-started one (~20 ms less per run); false starts each afresh.
+    fork_launchers: bool = True
     uid_first: int = 60000
     uid_count: int = 1000
     runtimes_dirs: tuple[Path, ...] = ()  # empty: the built-in runtimes
@@ -89,6 +91,7 @@ class Settings:
                              uid_first=self.uid_first, uid_count=self.uid_count,
                              seccomp=self.seccomp, landlock=self.landlock, tmpfs=self.tmpfs,
                              netns=self.netns, mntns=self.mntns,
+                             fork_launchers=self.fork_launchers,
                              disk_bytes=self.max_disk_bytes, disk_files=self.max_disk_files)
 
     @classmethod
@@ -138,13 +141,21 @@ def _parse(name: str, raw: str, parser: Callable[[str], T]) -> T:
         raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
 
 
+def _boolean(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
 def _paths(raw: str) -> tuple[Path, ...]:
     return tuple(Path(p) for p in raw.split(":") if p)
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": str, "port": int, "log_level": str.lower, "work_root": Path, "per_run_uid": str.lower,
-    "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "netns": str.lower, "mntns": str.lower,
+    "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "netns": str.lower, "mntns": str.lower, "fork_launchers": _boolean,
     "max_disk_bytes": int,
     "max_disk_files": int, "shutdown_grace_s": float, "session_cooldown_s": float,
     "session_max_lifetime_s": float, "max_sessions": int, "max_upload_bytes": int,

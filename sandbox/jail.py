@@ -13,6 +13,7 @@ import contextlib
 import os
 import stat
 import sys
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,10 @@ from .layers import Layers, probe_layers
 from .limits import Limits
 from .mounts import mount_tmpfs, unmount
 from .names import resolve_inside
-from .process import DiskBound, OutputCallback, Process, RunSpec, start
+from .process import LAUNCHER_PATH, PRCTL_DIR, DiskBound, OutputCallback, Process, RunSpec, start
 from .result import RunResult
 from .workdir import create_workdir, prepare_root, remove_owned, remove_workdir
+from .zygote import Zygote
 
 # World-writable folders a run may write to when Landlock does not confine it.
 SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
@@ -52,6 +54,9 @@ class SandboxConfig:
     netns: str = "auto"
     mntns: str = "auto"
     # The bound on one jail's working directory (the disk it may fill), whichever layer keeps it.
+    # Fork launchers from a pre-started one (a zygote) instead of starting each: ~20 ms less
+    # per run. Off: every run starts its launcher's interpreter.
+    fork_launchers: bool = True
     disk_bytes: int = 256 * 1024 * 1024
     disk_files: int = 10000
 
@@ -129,7 +134,7 @@ class Jail:
             disk=DiskBound(config.disk_bytes, config.disk_files,
                            watchdog=not layers.active("tmpfs")),
         )
-        return await start(spec, config.launcher_python)
+        return await start(spec, config.launcher_python, sandbox.zygote)
 
     async def run(self, argv: Sequence[str], env: Mapping[str, str], limits: Limits,
                   stdin: bytes = b"", on_output: OutputCallback | None = None,
@@ -167,10 +172,18 @@ class Sandbox:
             self._uids = UidPool(config.uid_first, config.uid_count, config.launcher_python,
                                  config.uid_lock_dir)
             self._uids.reclaim()
+        self.zygote: Zygote | None = None
+        if config.fork_launchers:
+            self.zygote = Zygote(config.launcher_python, LAUNCHER_PATH, PRCTL_DIR)
+            self.zygote.start()
+            # A sandbox dropped without close() (tests, tools) does not leave its zygote.
+            weakref.finalize(self, self.zygote.close)
 
     def close(self) -> None:
-        """At shutdown, after the last jail: removes whatever is still in the work root (a jail
-        whose disposal was cut short), tmpfs mounts first."""
+        """At shutdown, after the last jail: stops the zygote and removes whatever is still in
+        the work root (a jail whose disposal was cut short), tmpfs mounts first."""
+        if self.zygote is not None:
+            self.zygote.close()
         prepare_root(self.config.work_root)
 
     @contextlib.asynccontextmanager

@@ -664,7 +664,7 @@ def _write_frame(kind: bytes, payload: bytes) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 4:
+    if len(sys.argv) == 4 and sys.argv[2] in ("probe-uid", "kill-uid"):
         # `launcher.py SITE_DIR probe-uid|kill-uid UID`: check that uid switching works, or
         # kill(-1, SIGKILL) as UID: one call reaches every process of that uid and nothing else.
         uid = int(sys.argv[3])
@@ -675,11 +675,59 @@ def main() -> None:
     sys.path.insert(0, sys.argv[1])
     import prctl  # from the service's site-packages, given on the command line
 
+    if sys.argv[2:3] == ["zygote"]:
+        _serve_as_zygote(prctl, int(sys.argv[3]))
+        return
+    _serve_one_run(prctl)
+
+
+def _serve_as_zygote(prctl: Any, channel_fd: int) -> None:
+    """`launcher.py SITE_DIR zygote FD`: stays up and forks a ready launcher per run, which saves
+    each run this interpreter's start. The service sends, over the socket on FD, one byte with
+    the three pipe ends the launcher is to use as stdin, stdout and stderr; the zygote answers
+    with the forked launcher's pid. It holds nothing but this code: no service state, no
+    environment."""
+    import socket
+
+    channel = socket.socket(fileno=channel_fd)
+    prctl.set_dumpable(False)
+    # If the service dies, so do we, and through their pdeathsig the launchers and programs.
+    prctl.set_pdeathsig(signal.SIGKILL)
+    # Launchers are reaped by the kernel; each resets this right after the fork, since it
+    # waits for its own children.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while True:
+        try:
+            message, fds, _flags, _address = socket.recv_fds(channel, 16, 3)
+        except InterruptedError:
+            continue
+        if not message or len(fds) != 3:
+            return  # the service closed its end: it is going away
+        pid = os.fork()
+        if pid == 0:
+            try:
+                channel.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                for target, fd in enumerate(fds):
+                    os.dup2(fd, target)
+                for fd in fds:
+                    if fd > 2:
+                        os.close(fd)
+                _serve_one_run(prctl)
+            finally:
+                os._exit(0)
+        for fd in fds:
+            os.close(fd)
+        channel.sendall(struct.pack(">I", pid))
+
+
+def _serve_one_run(prctl: Any) -> None:
     # When runs share our uid, the program must not ptrace us or read our memory through /proc.
     prctl.set_dumpable(False)
     # Orphans of the run re-parent to us, so none escapes the final kill loop.
     prctl.set_child_subreaper(True)
-    # If the service dies, so do we (and, through their own pdeathsig, the programs).
+    # If our parent (the service, or the zygote) dies, so do we (and, through their own
+    # pdeathsig, the programs).
     prctl.set_pdeathsig(signal.SIGKILL)
     reader = _FrameReader()
     spec, pending = _read_spec(reader)

@@ -19,6 +19,7 @@ from .landlock import Ruleset
 from .limits import Limits
 from .result import Outcome, RunResult
 from .syscall_filter import build_filter
+from .zygote import Zygote
 
 LAUNCHER_PATH = str(Path(launcher.__file__).resolve())
 # The launcher runs with -I -S (no site, no environment) for a fast start; prctl is the one
@@ -67,13 +68,14 @@ class RunSpec:
     # (source, target): folders bind-mounted in a private mount namespace before the program
     binds: tuple[tuple[str, str], ...] = ()
 
-    def encode(self, launcher_pid: int) -> bytes:
-        """The spec as the launcher `launcher_pid` reads it."""
+    def encode(self, launcher_pid: int, zygote_pid: int = 0) -> bytes:
+        """The spec as the launcher `launcher_pid` (forked by `zygote_pid`, if any) reads it."""
         bpf = None
         if self.seccomp:
             # The filter names the processes a run must never signal: init, the service (by pid
             # and process group) and the run's own launcher.
-            bpf = build_filter({1, os.getpid(), os.getpgrp(), launcher_pid})
+            bpf = build_filter({1, os.getpid(), os.getpgrp(), launcher_pid}
+                               | ({zygote_pid} if zygote_pid else set()))
         return marshal.dumps({
             "argv": list(self.argv), "env": dict(self.env), "cwd": str(self.cwd),
             "limits": self.limits.as_dict(), "uid": self.uid, "gid": self.gid,
@@ -171,11 +173,18 @@ class Process:
         )
 
 
-async def start(spec: RunSpec, python: str) -> Process:
-    """Starts the launcher for `spec` with the interpreter `python`; the program starts at once."""
+async def start(spec: RunSpec, python: str, zygote: Zygote | None = None) -> Process:
+    """Starts the launcher for `spec` (forked by `zygote` when there is one and it answers,
+    else started with the interpreter `python`); the program starts at once."""
     for arg in spec.argv:
         if "\0" in arg:
             raise LaunchError("an argument contains a NUL character")
+    if zygote is not None:
+        forked = await zygote.fork()
+        if forked is not None:
+            process = Process(forked, spec)  # type: ignore[arg-type]
+            await process._send(launcher.SPEC, spec.encode(forked.pid, zygote.pid))
+            return process
     try:
         proc = await asyncio.create_subprocess_exec(
             python, "-I", "-S", "-B", LAUNCHER_PATH, PRCTL_DIR,

@@ -56,11 +56,15 @@ def work_root() -> Iterator[Path]:
     shutil.rmtree(root.parent, ignore_errors=True)
 
 
-@pytest.fixture
-def sandbox(work_root: Path) -> Sandbox:
-    """A sandbox whose runs take uids of this session's own range (see `run_processes`)."""
+@pytest.fixture(params=[True, False], ids=["forked-launcher", "started-launcher"])
+def sandbox(work_root: Path, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """A sandbox whose runs take uids of this session's own range (see `run_processes`); every
+    test of it runs with launchers forked from the zygote and with launchers started afresh."""
     uids = sandbox_uids()
-    return Sandbox(SandboxConfig(work_root=work_root, uid_first=uids.start, uid_count=len(uids)))
+    sandbox = Sandbox(SandboxConfig(work_root=work_root, uid_first=uids.start,
+                                    uid_count=len(uids), fork_launchers=request.param))
+    yield sandbox
+    sandbox.close()
 
 
 @pytest.fixture(scope="session")

@@ -441,10 +441,20 @@ def run_processes(uids: range | None = None) -> list[psutil.Process]:
     return processes_of(sandbox_uids() if uids is None else uids)
 
 
+def is_zygote(proc: psutil.Process) -> bool:
+    """The service's pre-started launcher, which lives as long as the service: not a run's."""
+    try:
+        cmdline = proc.cmdline()
+    except psutil.Error:
+        return False
+    return any(arg.endswith("launcher.py") for arg in cmdline) and "zygote" in cmdline
+
+
 def descendants(pid: int) -> list[psutil.Process]:
+    """Live descendants of `pid`, the service's zygote left out (its children count)."""
     try:
         return [p for p in psutil.Process(pid).children(recursive=True)
-                if p.status() != psutil.STATUS_ZOMBIE]
+                if p.status() != psutil.STATUS_ZOMBIE and not is_zygote(p)]
     except psutil.Error:
         return []
 
@@ -494,7 +504,7 @@ def user_run_processes(server: Server) -> list[psutil.Process]:
     """Processes of the unprivileged service's user other than the service itself."""
     candidates = processes_of({server.uid})
     skip = {server.process.pid} | foreign_pids(server, candidates)
-    return [p for p in candidates if p.pid not in skip]
+    return [p for p in candidates if p.pid not in skip and not is_zygote(p)]
 
 
 def leftover_processes(server: Server) -> list[psutil.Process]:

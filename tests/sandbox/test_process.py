@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from sandbox import Limits, Outcome, RunResult, Sandbox
+from sandbox import Limits, Outcome, RunResult, Sandbox, SandboxConfig
 
-from ..utils import IS_ROOT, alive, run_processes
+from ..utils import IS_ROOT, alive, run_processes, sandbox_uids
 
 PYTHON = "/usr/bin/python3"
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -229,3 +231,44 @@ def test_writing_files_never_follows_a_planted_symlink(sandbox: Sandbox, tmp_pat
             assert (jail.path / "real/deeper/y.txt").read_bytes() == b"y"
     asyncio.run(go())
     assert list(target.iterdir()) == []
+
+
+def test_launchers_are_forked_from_the_zygote_which_comes_back_if_killed(work_root: Path) -> None:
+    sandbox = Sandbox(SandboxConfig(work_root=work_root, uid_first=sandbox_uids().start,
+                                    uid_count=len(sandbox_uids())))
+    zygote = sandbox.zygote
+    assert zygote is not None
+
+    async def launcher_parent() -> tuple[int, RunResult]:
+        async with sandbox.jail() as jail:
+            process = await jail.start([PYTHON, "-c", "print('up')"], ENV, Limits())
+            parent = psutil.Process(process._proc.pid).ppid()
+            await process.close_stdin()
+            return parent, await process.wait()
+
+    parent, result = asyncio.run(launcher_parent())
+    assert (parent, result.stdout) == (zygote.pid, b"up\n")
+    first = zygote.pid
+    os.kill(first, signal.SIGKILL)
+    # The run right after falls back to a started launcher while the zygote restarts...
+    parent, result = asyncio.run(launcher_parent())
+    assert result.stdout == b"up\n" and parent != first
+    # ...and the next ones are forked again, by the new zygote.
+    parent, result = asyncio.run(launcher_parent())
+    assert (parent, result.stdout) == (zygote.pid, b"up\n")
+    assert zygote.starts == 2 and zygote.pid != first
+    sandbox.close()
+    assert not alive(zygote.pid)
+
+
+def test_a_program_cannot_signal_the_zygote(work_root: Path) -> None:
+    # Without Landlock's scoping (or a per-run uid): seccomp alone protects it.
+    sandbox = Sandbox(SandboxConfig(work_root=work_root, landlock="off", per_run_uid="off"))
+    assert sandbox.zygote is not None
+    code = (f"import os\ntry:\n    os.kill({sandbox.zygote.pid}, 9)\n"
+            "except OSError as e:\n    print(e.errno)")
+    try:
+        assert run(sandbox, code).stdout == b"1\n"
+        assert alive(sandbox.zygote.pid)
+    finally:
+        sandbox.close()

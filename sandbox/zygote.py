@@ -1,0 +1,177 @@
+"""A pre-started launcher that forks a ready launcher per run (see launcher.py, zygote mode).
+
+Starting a launcher interpreter costs every run ~20 ms; forking one that is already up costs
+~1 ms. The forked launcher is the zygote's child, not ours: we talk to it through pipes we
+created, watch it through a pidfd, and never wait for it (the zygote's kernel reaps it).
+If the zygote dies it is started again, and runs meanwhile get a freshly started launcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+
+log = logging.getLogger("sandbox")
+
+
+class ForkedLauncher:
+    """A launcher forked by the zygote, with the interface of asyncio.subprocess.Process that
+    `process.Process` uses: stdin, stdout, stderr streams, kill(), wait(), returncode."""
+
+    def __init__(self, pid: int, pidfd: int, stdin: asyncio.StreamWriter,
+                 stdout: asyncio.StreamReader, stderr: asyncio.StreamReader) -> None:
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+        self._pidfd = pidfd
+
+    def kill(self) -> None:
+        # Through the pidfd: the pid may already belong to someone else once it was reaped.
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    async def wait(self) -> int:
+        """Until the launcher has exited (the pidfd turns readable); its status is the
+        zygote's to reap, so the code is reported as 0."""
+        if self.returncode is None:
+            loop = asyncio.get_running_loop()
+            exited = loop.create_future()
+
+            def on_exit() -> None:
+                if not exited.done():
+                    exited.set_result(None)
+            loop.add_reader(self._pidfd, on_exit)
+            try:
+                await exited
+            finally:
+                loop.remove_reader(self._pidfd)
+                os.close(self._pidfd)
+                with contextlib.suppress(Exception):
+                    self.stdin.close()
+            self.returncode = 0
+        return self.returncode
+
+
+async def _streams(stdin_w: int, stdout_r: int, stderr_r: int
+                   ) -> tuple[asyncio.StreamWriter, asyncio.StreamReader, asyncio.StreamReader]:
+    loop = asyncio.get_running_loop()
+    readers = []
+    for fd in (stdout_r, stderr_r):
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r),  # type: ignore[misc]
+                                     os.fdopen(fd, "rb", 0))
+        readers.append(reader)
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(stdin_w, "wb", 0))
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    return writer, readers[0], readers[1]
+
+
+class Zygote:
+    """The zygote process of one service and the channel to it."""
+
+    def __init__(self, python: str, launcher_path: str, site_dir: str) -> None:
+        self._argv = [python, "-I", "-S", "-B", launcher_path, site_dir, "zygote"]
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._channel: socket.socket | None = None
+        self.pid = 0
+        self.starts = 0
+
+    def start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            # The channel keeps its number in the child (pass_fds), which is told it. Stderr is
+            # the service's own, so a crash of the zygote shows in the service's log.
+            self._process = subprocess.Popen(
+                [*self._argv, str(theirs.fileno())], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, env={}, start_new_session=True, close_fds=True,
+                pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._channel = ours
+        self.pid = self._process.pid
+        self.starts += 1
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    async def fork(self) -> ForkedLauncher | None:
+        """A ready launcher, or None when the zygote is not there (it is restarted)."""
+        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+        stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
+        stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+        theirs = (stdin_r, stdout_w, stderr_w)
+        ours = (stdin_w, stdout_r, stderr_r)
+        pid = None
+        try:
+            async with self._channel_lock():
+                pid = await self._request(theirs)
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        if pid is None:
+            for fd in ours:
+                os.close(fd)
+            return None
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            for fd in ours:
+                os.close(fd)
+            return None
+        stdin, stdout, stderr = await _streams(*ours)
+        return ForkedLauncher(pid, pidfd, stdin, stdout, stderr)
+
+    def _channel_lock(self) -> asyncio.Lock:
+        """One request and its answer at a time on the channel. A lock belongs to one event
+        loop; a sandbox may outlive a loop (asyncio.run after asyncio.run), so one per loop."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
+    async def _request(self, fds: tuple[int, int, int]) -> int | None:
+        if self._channel is None or self._process is None or self._process.poll() is not None:
+            self._restart()
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            socket.send_fds(self._channel, [b"F"], list(fds))
+            answer = b""
+            while len(answer) < 4:
+                chunk = await loop.sock_recv(self._channel, 4 - len(answer))
+                if not chunk:
+                    raise ConnectionError("the zygote closed its channel")
+                answer += chunk
+        except (OSError, ConnectionError) as exc:
+            log.warning("the launcher zygote failed (%s); restarting it", exc)
+            self._restart()
+            return None
+        pid: int = struct.unpack(">I", answer)[0]
+        return pid
+
+    def _restart(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+        try:
+            self.start()
+        except OSError as exc:
+            log.error("the launcher zygote could not be started: %s", exc)
+
