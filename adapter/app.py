@@ -78,6 +78,7 @@ async def status(request: Request) -> Response:
         },
         "layers": [layer.as_dict() for layer in service.sandbox.layers.all],
         "compileCache": compile_cache_status(service),
+        "precompiledHeaders": service.precompiled,
         "sessions": {
             "live": len(service.sessions.live),
             "max": service.settings.max_sessions,
@@ -256,6 +257,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # the first thing to read when a deployment behaves unlike a test machine.
         log.info(json.dumps(startup_summary(service)))
         selftests = asyncio.create_task(service.run_selftests())
+        precompiling = asyncio.create_task(service.precompile())
         sweeper = asyncio.create_task(service.sessions.sweep_forever())
         try:
             yield
@@ -266,9 +268,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await service.sessions.close()
             # uvicorn has stopped accepting and waited SANDBOX_SHUTDOWN_GRACE_S for requests in
             # flight, then cancelled them (their runs killed and jails disposed on the way out).
-            selftests.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await selftests
+            for task in (selftests, precompiling):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.to_thread(service.sandbox.close)
             if service.compile_cache is not None:
                 service.compile_cache.close()

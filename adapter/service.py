@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import logging
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,8 +19,10 @@ from runtimes import (
     Execution,
     Registry,
     Runtime,
+    RuntimesError,
     SelfTestResult,
     SourceFile,
+    build_precompiled,
     cache_exposure,
     compile_program,
     execute,
@@ -54,6 +58,7 @@ class Service:
     started_at: float = field(default_factory=time.time)
     compile_cache: CompileCache | None = None
     compile_cache_detail: str = "not set up"  # where it is, or why there is none
+    precompiled: str = "being built"  # which headers are precompiled, or why none
 
     @classmethod
     def create(cls, settings: Settings) -> Service:
@@ -107,6 +112,33 @@ class Service:
         if not compiled.result.ok:
             self.metrics.observe_run(runtime.name, "compile_error", time.perf_counter() - started)
         return compiled
+
+    async def precompile(self) -> None:
+        """Builds the runtimes' precompiled headers (in the background after startup; until
+        they are there, compiles simply parse the headers) and points the runtimes at them."""
+        layers = self.sandbox.layers
+        if not self.settings.precompile:
+            self.precompiled = "turned off by configuration"
+            return
+        if not (layers.active("per_run_uid") or layers.active("landlock")):
+            # A run sharing our uid without Landlock could rewrite them for everyone.
+            self.precompiled = "not built: neither per-run uids nor Landlock keep runs from them"
+            return
+        built = []
+        for runtime in list(self.registry):
+            if runtime.compile is None or runtime.compile.precompiled is None:
+                continue
+            try:
+                ready = await asyncio.to_thread(build_precompiled, runtime,
+                                                self.settings.precompiled_folder())
+            except (RuntimesError, OSError, subprocess.SubprocessError) as exc:
+                log.error(json.dumps({"event": "precompile_failed", "runtime": runtime.name,
+                                      "error": str(exc)}))
+                continue
+            self.registry.replace(ready)
+            built.append(f"{runtime.name}: {', '.join(runtime.compile.precompiled.headers)}")
+        self.precompiled = "; ".join(built) or "none"
+        log.info(json.dumps({"event": "precompiled", "headers": built}))
 
     async def run_selftests(self) -> None:
         """Runs every runtime's self-test once, in parallel; `/health` waits for all of them."""

@@ -66,6 +66,10 @@ class Settings:
     # Compiled programs kept on disk (None: the default folder for this uid); 0 bytes: none.
     compile_cache_dir: Path | None = None
     compile_cache_bytes: int = 256 * MiB
+    # Precompiled system headers (<bits/stdc++.h>), built at startup where runs cannot alter
+    # them (per-run uids or Landlock): a folder runs may read. Empty: not built.
+    precompiled_dir: Path | None = None
+    precompile: bool = True
     # Test cases of one POST /batch request.
     max_batch_cases: int = 1000
 
@@ -85,6 +89,13 @@ class Settings:
         if os.geteuid() == 0:
             return ROOT_COMPILE_CACHE_DIR
         return Path.home() / ".cache" / "sandbox-service" / "compiled"
+
+    def precompiled_folder(self) -> Path:
+        if self.precompiled_dir is not None:
+            return self.precompiled_dir
+        if os.geteuid() == 0:
+            return Path("/var/cache/sandbox-service/precompiled")
+        return Path.home() / ".cache" / "sandbox-service" / "precompiled"
 
     def sandbox_config(self) -> SandboxConfig:
         return SandboxConfig(work_root=self.work_root, per_run_uid=self.per_run_uid,
@@ -155,8 +166,9 @@ def _paths(raw: str) -> tuple[Path, ...]:
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": str, "port": int, "log_level": str.lower, "work_root": Path, "per_run_uid": str.lower,
-    "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "netns": str.lower, "mntns": str.lower, "fork_launchers": _boolean,
-    "max_disk_bytes": int,
+    "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "netns": str.lower,
+    "mntns": str.lower, "fork_launchers": _boolean, "precompile": _boolean,
+    "precompiled_dir": Path, "max_disk_bytes": int,
     "max_disk_files": int, "shutdown_grace_s": float, "session_cooldown_s": float,
     "session_max_lifetime_s": float, "max_sessions": int, "max_upload_bytes": int,
     "uid_first": int, "uid_count": int, "runtimes_dirs": _paths, "max_concurrent_runs": int,

@@ -20,6 +20,7 @@ from .execution import (
     stage_limits,
 )
 from .loader import BUILTIN_DIR, load_runtime, load_runtimes
+from .precompiled import build_precompiled
 from .registry import Registry, SelfTestResult, run_selftest
 from .runtime import Runtime, SelfTest, SessionStage, Stage
 from .session import CellResult, InterpreterSession
@@ -45,6 +46,7 @@ __all__ = [
     "Stage",
     "StageEvents",
     "UnknownRuntime",
+    "build_precompiled",
     "cache_exposure",
     "compile_program",
     "effective_limits",

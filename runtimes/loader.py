@@ -18,14 +18,15 @@ from typing import Any
 from sandbox import LIMIT_FIELDS, Limits
 
 from .errors import RuntimeConfigError
-from .runtime import Runtime, SelfTest, SessionStage, Stage
+from .runtime import Precompiled, Runtime, SelfTest, SessionStage, Stage
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 LIST_PLACEHOLDERS = ("{args...}", "{sources...}")
 FIXED_PLACEHOLDERS = ("workdir", "source")
 TOP_KEYS = {"name", "aliases", "source_file", "compile_sources", "executables", "version",
             "compile", "run", "selftest", "read_paths", "runtime", "session"}
-STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers", "file_size_error_markers"}
+STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers", "file_size_error_markers",
+              "precompiled"}
 VERSION_TIMEOUT_S = 20
 
 
@@ -102,7 +103,17 @@ def _read_stage(reader: _Reader, key: str, executables: Mapping[str, str]) -> St
                 raise limits_table.fail(field, str(exc)) from None
     memory_markers = stage.str_list("memory_error_markers", default=[])
     file_size_markers = stage.str_list("file_size_error_markers", default=[])
-    return Stage(tuple(argv), env, limits, tuple(memory_markers), tuple(file_size_markers))
+    precompiled = None
+    table = stage.sub("precompiled", required=False)
+    if table is not None:
+        table.check_keys({"headers", "argv", "include_env"})
+        pc_argv = table.str_list("argv", empty=False)
+        for i, arg in enumerate(pc_argv):
+            _check_template(table, f"argv[{i}]", arg, [*executables, "header", "output"])
+        precompiled = Precompiled(tuple(table.str_list("headers", empty=False)), tuple(pc_argv),
+                                  table.text("include_env"))
+    return Stage(tuple(argv), env, limits, tuple(memory_markers), tuple(file_size_markers),
+                 precompiled)
 
 
 def _resolve_executables(reader: _Reader) -> dict[str, str]:

@@ -32,6 +32,13 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._by_name)
 
+    def replace(self, runtime: Runtime) -> None:
+        """Puts `runtime` in the place of the one of the same name (a new version of its data,
+        such as precompiled headers once they are built)."""
+        self.runtimes = tuple(runtime if rt.name == runtime.name else rt for rt in self.runtimes)
+        for name in runtime.names:
+            self._by_name[name] = runtime
+
     def find(self, name: str) -> Runtime:
         try:
             return self._by_name[name]

@@ -22,6 +22,17 @@ class Stage:
     limits: Limits
     memory_error_markers: tuple[str, ...] = ()
     file_size_error_markers: tuple[str, ...] = ()
+    precompiled: Precompiled | None = None
+
+
+@dataclass(frozen=True)
+class Precompiled:
+    """System headers to precompile once (`argv` with `{header}` and `{output}`, the same flags
+    as the compile), and the environment variable of the include path that finds them."""
+
+    headers: tuple[str, ...]
+    argv: tuple[str, ...]
+    include_env: str
 
 
 @dataclass(frozen=True)
