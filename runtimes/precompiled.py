@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -50,10 +51,17 @@ def build_precompiled(runtime: Runtime, root: Path) -> Runtime:
     os.chmod(root, 0o755)
     os.chmod(folder, 0o755)
     std_flags = [arg for arg in spec.argv if arg.startswith("-std=")]
+    for folder_on_path in (root, folder):
+        _check_ours(folder_on_path)
     for header in spec.headers:
         output = folder / (header + ".gch")
-        if output.exists():
-            continue
+        if os.path.lexists(output):
+            try:
+                _check_ours(output)
+                continue
+            except RuntimesError:
+                # Not provably ours and untouched since: built again, never trusted.
+                os.unlink(output)
         source = _system_header(spec.argv[0].format(**values), std_flags, header)
         output.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         # Built beside its final name and renamed: a crash leaves no half-written header that a
@@ -77,3 +85,14 @@ def build_precompiled(runtime: Runtime, root: Path) -> Runtime:
     compile_stage = dataclasses.replace(stage, env=env)
     return dataclasses.replace(runtime, compile=compile_stage,
                                read_paths=(*runtime.read_paths, str(folder)))
+
+
+def _check_ours(path: Path) -> None:
+    """`path` is ours (the service's uid), not a link, and no one else may write to it: what a
+    compile loads from here must not have been planted by a run of an earlier, less confined
+    service sharing our uid."""
+    info = os.lstat(path)
+    kind_ok = stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)
+    if info.st_uid != os.geteuid() or not kind_ok \
+            or info.st_mode & 0o022:
+        raise RuntimesError(f"{path} is not the service's own read-only file or folder")

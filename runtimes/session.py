@@ -177,3 +177,6 @@ class InterpreterSession:
 
     async def close(self) -> None:
         await self._stop()
+        # A kernel may have lost its launcher (killed with everything it ran, or not): the uid
+        # is released only after a search for processes left under it.
+        self.jail.clean = False

@@ -703,8 +703,12 @@ def _serve_as_zygote(prctl: Any, channel_fd: int) -> None:
             continue
         if not message or len(fds) != 3:
             return  # the service closed its end: it is going away
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            pid = -1  # answered as 0: the service starts a launcher itself for this run
         if pid == 0:
+            status = 0
             try:
                 channel.close()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -714,11 +718,16 @@ def _serve_as_zygote(prctl: Any, channel_fd: int) -> None:
                     if fd > 2:
                         os.close(fd)
                 _serve_one_run(prctl)
+            except BaseException:  # noqa: BLE001 - say why on stderr, as a started launcher does
+                import traceback
+
+                traceback.print_exc()
+                status = 1
             finally:
-                os._exit(0)
+                os._exit(status)
         for fd in fds:
             os.close(fd)
-        channel.sendall(struct.pack(">I", pid))
+        channel.sendall(struct.pack(">I", max(pid, 0)))
 
 
 def _serve_one_run(prctl: Any) -> None:

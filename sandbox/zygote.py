@@ -119,13 +119,19 @@ class Zygote:
         stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
         theirs = (stdin_r, stdout_w, stderr_w)
         ours = (stdin_w, stdout_r, stderr_r)
-        pid = None
+        # The exchange runs to its end even if this task is cancelled: a request whose answer
+        # went unread would leave every later answer one behind (each run would get, and in the
+        # end kill, the launcher of the run before it).
+        exchange = asyncio.ensure_future(self._exchange(theirs))
         try:
-            async with self._channel_lock():
-                pid = await self._request(theirs)
-        finally:
-            for fd in theirs:
-                os.close(fd)
+            pid = await asyncio.shield(exchange)
+        except asyncio.CancelledError:
+            # The launcher forked for us gets no spec: closing our ends makes it exit.
+            def close_ours(_done: object) -> None:
+                for fd in ours:
+                    os.close(fd)
+            exchange.add_done_callback(close_ours)
+            raise
         if pid is None:
             for fd in ours:
                 os.close(fd)
@@ -147,6 +153,14 @@ class Zygote:
             self._lock, self._lock_loop = asyncio.Lock(), loop
         return self._lock
 
+    async def _exchange(self, theirs: tuple[int, int, int]) -> int | None:
+        try:
+            async with self._channel_lock():
+                return await self._request(theirs)
+        finally:
+            for fd in theirs:
+                os.close(fd)
+
     async def _request(self, fds: tuple[int, int, int]) -> int | None:
         if self._channel is None or self._process is None or self._process.poll() is not None:
             self._restart()
@@ -165,7 +179,7 @@ class Zygote:
             self._restart()
             return None
         pid: int = struct.unpack(">I", answer)[0]
-        return pid
+        return pid or None  # 0: the zygote could not fork
 
     def _restart(self) -> None:
         with contextlib.suppress(Exception):

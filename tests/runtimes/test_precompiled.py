@@ -90,3 +90,15 @@ def test_a_missing_header_is_an_error_and_leaves_no_half_written_file(folder: Pa
     leftovers = [p for p in folder.rglob("*") if p.is_file()]
     assert leftovers == []
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_header_someone_else_could_have_written_is_built_again(folder: Path) -> None:
+    cpp = Registry(load_runtimes()).find("c++")
+    ready = build_precompiled(cpp, folder)
+    assert ready.compile is not None
+    header = Path(ready.compile.env["CPLUS_INCLUDE_PATH"]) / "bits" / "stdc++.h.gch"
+    header.write_bytes(b"planted")
+    os.chmod(header, 0o666)  # writable by anyone: it cannot be trusted
+    build_precompiled(cpp, folder)
+    assert header.read_bytes() != b"planted"
+    assert stat.S_IMODE(header.stat().st_mode) == 0o644

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -270,5 +271,41 @@ def test_a_program_cannot_signal_the_zygote(work_root: Path) -> None:
     try:
         assert run(sandbox, code).stdout == b"1\n"
         assert alive(sandbox.zygote.pid)
+    finally:
+        sandbox.close()
+
+
+def test_a_cancelled_fork_leaves_the_zygote_in_step(work_root: Path) -> None:
+    """A request cancelled while it waits for the zygote's answer must not shift the answers
+    of the later ones (each run would get the launcher of the run before it)."""
+    sandbox = Sandbox(SandboxConfig(work_root=work_root, uid_first=sandbox_uids().start,
+                                    uid_count=len(sandbox_uids())))
+
+    async def go() -> list[bytes]:
+        zygote = sandbox.zygote
+        assert zygote is not None
+        forking = asyncio.ensure_future(zygote.fork())
+        # Cancelled while its request is out and the answer not read: the channel is locked
+        # only between the two.
+        while not (zygote._lock is not None and zygote._lock.locked()):
+            await asyncio.sleep(0)
+        forking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await forking
+
+        async def one(code: str) -> bytes:
+            async with sandbox.jail() as jail:
+                process = await jail.start([PYTHON, "-c", code], ENV, Limits())
+                await process.close_stdin()
+                return (await process.wait()).stdout
+        # A slow run and a quick one at once: had the answers shifted, the quick run would
+        # hold the slow run's launcher and kill it on its way out.
+        slow = asyncio.ensure_future(one("import time; time.sleep(0.5); print('slow')"))
+        await asyncio.sleep(0.1)
+        quick = await one("print('quick')")
+        return [await slow, quick, await one("print('after')")]
+
+    try:
+        assert asyncio.run(go()) == [b"slow\n", b"quick\n", b"after\n"]
     finally:
         sandbox.close()
