@@ -94,6 +94,14 @@ class UidPool:
             cleaned.append(uid)
         return cleaned
 
+    def kill_held(self) -> None:
+        """At shutdown: kills every process of every uid still handed out, whatever state the
+        jails holding them were left in."""
+        with self._lock:
+            held = list(self._held)
+        for uid in held:
+            as_uid(self._python, "kill-uid", uid)
+
     def acquire(self) -> int:
         with self._lock:
             for _ in range(len(self._free)):

@@ -184,6 +184,10 @@ class Sandbox:
         the work root (a jail whose disposal was cut short), tmpfs mounts first."""
         if self.zygote is not None:
             self.zygote.close()
+        if self._uids is not None:
+            # Jails cut short by the shutdown may still be disposing: their runs' processes
+            # (escapees of a launcher killed mid-run) go now, not whenever that finishes.
+            self._uids.kill_held()
         prepare_root(self.config.work_root)
 
     @contextlib.asynccontextmanager
