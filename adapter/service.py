@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import json
 import logging
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,23 +73,29 @@ class Service:
         return cls(settings, sandbox, registry, admission, metrics, sessions,
                    compile_cache=cache, compile_cache_detail=detail)
 
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """An admission slot for one execution or compile: a full waiting line is counted as a
+        rejection, and a cancellation (only a shutdown past its grace period cancels a run, its
+        jail gone by then) becomes a clear 503 to retry elsewhere rather than a bare 500."""
+        try:
+            async with self.admission.slot():
+                yield
+        except ServiceBusy:
+            self.metrics.rejections.inc()
+            raise
+        except asyncio.CancelledError:
+            raise ShuttingDown("the service is shutting down and stopped this run; "
+                               "retry on another instance") from None
+
     async def execute(self, runtime: Runtime, files: Sequence[SourceFile],
                       **options: Any) -> Execution:
         """One execution (see runtimes.execute for `options`) in an admission slot, counted;
         compiles go through the compile cache."""
         options.setdefault("cache", self.compile_cache)
-        try:
-            async with self.admission.slot():
-                started = time.perf_counter()
-                execution = await execute(self.sandbox, runtime, files, **options)
-        except ServiceBusy:
-            self.metrics.rejections.inc()
-            raise
-        except asyncio.CancelledError:
-            # Only a shutdown past its grace period cancels a run (its jail is gone by now):
-            # the caller gets a clear 503 to retry elsewhere rather than a bare 500.
-            raise ShuttingDown("the service is shutting down and stopped this run; "
-                               "retry on another instance") from None
+        async with self._slot():
+            started = time.perf_counter()
+            execution = await execute(self.sandbox, runtime, files, **options)
         self.metrics.observe_run(runtime.name, outcome_name(execution),
                                  time.perf_counter() - started)
         return execution
@@ -98,17 +105,10 @@ class Service:
         """One compile kept for later runs (see runtimes.compile_program), through the compile
         cache, in an admission slot. A failed compile is counted as a run ending in
         compile_error."""
-        try:
-            async with self.admission.slot():
-                started = time.perf_counter()
-                compiled = await compile_program(self.sandbox, runtime, files,
-                                                 cache=self.compile_cache, **options)
-        except ServiceBusy:
-            self.metrics.rejections.inc()
-            raise
-        except asyncio.CancelledError:
-            raise ShuttingDown("the service is shutting down and stopped this run; "
-                               "retry on another instance") from None
+        async with self._slot():
+            started = time.perf_counter()
+            compiled = await compile_program(self.sandbox, runtime, files,
+                                             cache=self.compile_cache, **options)
         if not compiled.result.ok:
             self.metrics.observe_run(runtime.name, "compile_error", time.perf_counter() - started)
         return compiled
