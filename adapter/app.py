@@ -61,6 +61,7 @@ async def status(request: Request) -> Response:
                     {"passed": test.passed, "detail": test.detail}
                     if (test := service.selftests.get(runtime.name)) else None
                 ),
+                "warmInterpreter": service.warm_status(runtime),
             }
             for runtime in service.registry
         ],

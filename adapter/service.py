@@ -29,6 +29,7 @@ from runtimes import (
     execute,
     load_runtimes,
     run_selftest,
+    warm_interpreter,
 )
 from sandbox import Sandbox
 
@@ -70,6 +71,9 @@ class Service:
         metrics = Metrics(lambda: admission.running, lambda: admission.waiting)
         sessions = Sessions(settings, sandbox, registry.find("python"))
         cache, detail = open_compile_cache(settings, sandbox, registry)
+        for runtime in registry:
+            # Started now, so the first run finds its interpreter warm.
+            sandbox.warm_zygote(warm_interpreter(runtime))
         return cls(settings, sandbox, registry, admission, metrics, sessions,
                    compile_cache=cache, compile_cache_detail=detail)
 
@@ -112,6 +116,18 @@ class Service:
         if not compiled.result.ok:
             self.metrics.observe_run(runtime.name, "compile_error", time.perf_counter() - started)
         return compiled
+
+    def warm_status(self, runtime: Runtime) -> dict[str, Any] | None:
+        """Whether the runtime's runs are forked from a warm interpreter (None: it has none)."""
+        warm = warm_interpreter(runtime)
+        if warm is None:
+            return None
+        zygote = self.sandbox.warm_zygote(warm)
+        if zygote is None:
+            return {"active": False, "detail": "turned off by configuration"}
+        return {"active": zygote.alive, "preload": list(warm.preload), "starts": zygote.starts,
+                "detail": "runs are forked from it" if zygote.alive
+                else "not running: runs start afresh until it is restarted"}
 
     async def precompile(self) -> None:
         """Builds the runtimes' precompiled headers (in the background after startup; until

@@ -38,6 +38,9 @@ class Settings:
     mntns: str = "auto"
     # Launchers forked from a pre-started one (~20 ms less per run); false starts each afresh.
     fork_launchers: bool = True
+    # Python runs forked from a warm interpreter with common modules imported (~10 ms and more
+    # less per run); false starts each run's interpreter afresh.
+    warm_python: bool = True
     uid_first: int = 60000
     uid_count: int = 1000
     runtimes_dirs: tuple[Path, ...] = ()  # empty: the built-in runtimes
@@ -103,6 +106,7 @@ class Settings:
                              seccomp=self.seccomp, landlock=self.landlock, tmpfs=self.tmpfs,
                              netns=self.netns, mntns=self.mntns,
                              fork_launchers=self.fork_launchers,
+                             warm_interpreters=self.warm_python,
                              disk_bytes=self.max_disk_bytes, disk_files=self.max_disk_files)
 
     @classmethod
@@ -167,7 +171,7 @@ def _paths(raw: str) -> tuple[Path, ...]:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": str, "port": int, "log_level": str.lower, "work_root": Path, "per_run_uid": str.lower,
     "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "netns": str.lower,
-    "mntns": str.lower, "fork_launchers": _boolean, "precompile": _boolean,
+    "mntns": str.lower, "fork_launchers": _boolean, "warm_python": _boolean, "precompile": _boolean,
     "precompiled_dir": Path, "max_disk_bytes": int,
     "max_disk_files": int, "shutdown_grace_s": float, "session_cooldown_s": float,
     "session_max_lifetime_s": float, "max_sessions": int, "max_upload_bytes": int,

@@ -18,6 +18,7 @@ from .execution import (
     execute,
     source_files,
     stage_limits,
+    warm_interpreter,
 )
 from .loader import BUILTIN_DIR, load_runtime, load_runtimes
 from .precompiled import build_precompiled
@@ -56,4 +57,5 @@ __all__ = [
     "run_selftest",
     "source_files",
     "stage_limits",
+    "warm_interpreter",
 ]

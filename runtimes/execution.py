@@ -21,6 +21,7 @@ from sandbox import (
     RunResult,
     Sandbox,
     Stream,
+    WarmInterpreter,
     resolve_inside,
 )
 
@@ -89,6 +90,21 @@ def _expand(stage: Stage, runtime: Runtime, jail: Jail, main: str, sources: Sequ
             argv.append(arg.format(**values))
     env = {name: value.format(**values) for name, value in {**BASE_ENV, **stage.env}.items()}
     return argv, env
+
+
+def warm_interpreter(runtime: Runtime) -> WarmInterpreter | None:
+    """The warm interpreter that may run the runtime's programs, if its run stage has one: the
+    run argv before the script, with the run environment (sandbox.Sandbox.warm_zygote starts
+    it; call this at startup to have it ready before the first run)."""
+    stage = runtime.run
+    if stage.warm is None:
+        return None
+    index = stage.argv.index("{source}")
+    values = {**runtime.executables, "workdir": "/"}
+    return WarmInterpreter.of(
+        [arg.format(**values) for arg in stage.argv[:index]],
+        {name: value.format(**values) for name, value in {**BASE_ENV, **stage.env}.items()},
+        stage.warm.preload)
 
 
 def _classify(result: RunResult, stage: Stage) -> RunResult:
@@ -178,7 +194,8 @@ async def execute(
                 return Execution(runtime, compiled.result, None, compiled.cached)
         argv, env = _expand(runtime.run, runtime, jail, main, (), args)
         result = _classify(await _run_stage(jail, "run", argv, env, run_limits,
-                                            runtime.read_paths, stdin, on_output, events),
+                                            runtime.read_paths, stdin, on_output, events,
+                                            warm_interpreter(runtime)),
                            runtime.run)
         if events is not None:
             events.finished("run", result)
@@ -314,12 +331,13 @@ def _place(jail: Jail, compiled: Compiled, events: StageEvents | None) -> None:
 async def _run_stage(jail: Jail, stage: str, argv: list[str], env: dict[str, str],
                      limits: Limits, read_paths: Sequence[str], stdin: bytes,
                      on_output: OutputCallback | None,
-                     events: StageEvents | None) -> RunResult:
+                     events: StageEvents | None, warm: WarmInterpreter | None = None
+                     ) -> RunResult:
     if events is None:
         return await jail.run(argv, env, limits, stdin=stdin, on_output=on_output,
-                              read_paths=read_paths)
+                              read_paths=read_paths, warm=warm)
     events.started(stage)
-    process = await jail.start(argv, env, limits, read_paths)
+    process = await jail.start(argv, env, limits, read_paths, warm=warm)
     # Only the run stage is interactive; a compiler gets an empty stdin.
     feeding = asyncio.create_task(
         events.attach(process) if stage == "run" else process.close_stdin())

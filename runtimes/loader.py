@@ -18,7 +18,7 @@ from typing import Any
 from sandbox import LIMIT_FIELDS, Limits
 
 from .errors import RuntimeConfigError
-from .runtime import Precompiled, Runtime, SelfTest, SessionStage, Stage
+from .runtime import Precompiled, Runtime, SelfTest, SessionStage, Stage, Warm
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 LIST_PLACEHOLDERS = ("{args...}", "{sources...}")
@@ -26,7 +26,7 @@ FIXED_PLACEHOLDERS = ("workdir", "source")
 TOP_KEYS = {"name", "aliases", "source_file", "compile_sources", "executables", "version",
             "compile", "run", "selftest", "read_paths", "runtime", "session"}
 STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers", "file_size_error_markers",
-              "precompiled"}
+              "precompiled", "warm"}
 VERSION_TIMEOUT_S = 20
 
 
@@ -113,7 +113,26 @@ def _read_stage(reader: _Reader, key: str, executables: Mapping[str, str]) -> St
         precompiled = Precompiled(tuple(table.str_list("headers", empty=False)), tuple(pc_argv),
                                   table.text("include_env"))
     return Stage(tuple(argv), env, limits, tuple(memory_markers), tuple(file_size_markers),
-                 precompiled)
+                 precompiled, _read_warm(stage, key, argv))
+
+
+def _read_warm(stage: _Reader, key: str, argv: list[str]) -> Warm | None:
+    table = stage.sub("warm", required=False)
+    if table is None:
+        return None
+    table.check_keys({"preload"})
+    if key != "run":
+        raise stage.fail("warm", "is for the run stage only")
+    # The interpreter's own argv (what comes before the script) must be the same on every run.
+    index = argv.index("{source}") if "{source}" in argv else 0
+    if index < 1 or any(arg in LIST_PLACEHOLDERS or "{workdir}" in arg for arg in argv[:index]):
+        raise stage.fail("warm", 'needs an argv with "{source}" after the interpreter and its '
+                         "options, which may name executables only")
+    preload = table.str_list("preload", default=[])
+    for name in preload:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise table.fail("preload", f"{name!r} is not a module name")
+    return Warm(tuple(preload))
 
 
 def _resolve_executables(reader: _Reader) -> dict[str, str]:

@@ -23,6 +23,15 @@ class Stage:
     memory_error_markers: tuple[str, ...] = ()
     file_size_error_markers: tuple[str, ...] = ()
     precompiled: Precompiled | None = None
+    warm: Warm | None = None
+
+
+@dataclass(frozen=True)
+class Warm:
+    """The run stage is a Python script that a warm interpreter may run (sandbox.warm): the
+    argv before `{source}` starts the interpreter, which imports `preload` before any run."""
+
+    preload: tuple[str, ...]
 
 
 @dataclass(frozen=True)

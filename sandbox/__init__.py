@@ -11,6 +11,7 @@ from .names import resolve_inside
 from .process import OutputCallback, Process, Stream
 from .result import Outcome, RunResult
 from .service import harden_service
+from .warm import WarmInterpreter
 
 __all__ = [
     "LIMIT_FIELDS",
@@ -27,6 +28,7 @@ __all__ = [
     "SandboxError",
     "Stream",
     "UnsafeName",
+    "WarmInterpreter",
     "harden_service",
     "resolve_inside",
 ]

@@ -13,6 +13,14 @@ The launcher's stderr carries only its own diagnostics.
 
 from __future__ import annotations
 
+import sys
+
+# What a fresh interpreter holds when it starts a script, before the script imports anything.
+# A warm interpreter (see `_serve_warm`) gives each program these modules (plus the ones it
+# preloaded) and this path (with the program's folder for the launcher's in front).
+_MODULES_AT_START = frozenset(sys.modules) - {"__future__"}  # imported by the line above
+_PATH_AT_START = tuple(sys.path)
+
 # Every run pays for this process's start, so its imports are the cheapest that do the job:
 # marshal instead of json (which pulls in re), _signal instead of signal (which pulls in enum),
 # typing only for the type checker. The spec and result are plain dicts from a trusted peer.
@@ -24,7 +32,6 @@ import os
 import resource
 import select
 import struct
-import sys
 import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -249,16 +256,28 @@ def _confine_and_exec(spec: dict[str, Any], prctl: Any, libc: Any, launcher_pid:
             (resource.RLIMIT_CORE, 0),
         ):
             resource.setrlimit(resource_id, (value, value))
+        in_process = spec.get("in_process") is not None
+        if in_process:
+            if _WARM is None:
+                raise OSError("an in-process run needs a warm interpreter")
+            # execve would make the program dumpable again (its uid no longer changes then);
+            # a forked one is not, and its own /proc files would stay root's. Same as a fresh
+            # run: no other uid may trace it either way.
+            prctl.set_dumpable(True)
         if spec.get("seccomp"):
             # Last, so nothing above needs a syscall the filter refuses.
             _load_seccomp(libc, spec["seccomp"])
-        argv = spec["argv"]
-        os.execve(argv[0], argv, spec["env"])
+        if not in_process:
+            argv = spec["argv"]
+            os.execve(argv[0], argv, spec["env"])
     except BaseException as exc:  # noqa: BLE001 - anything must reach the launcher, then exit
         try:
             os.write(3, f"{type(exc).__name__}: {exc}".encode(errors="replace"))
         finally:
             os._exit(127)
+    # Confined; the program runs in this process, from the module's top level (see the end of
+    # this file), once every launcher frame above us is gone.
+    raise _InProcess(spec)
 
 
 class _Supervisor:
@@ -678,6 +697,9 @@ def main() -> None:
     if sys.argv[2:3] == ["zygote"]:
         _serve_as_zygote(prctl, int(sys.argv[3]))
         return
+    if sys.argv[2:3] == ["warm"]:
+        _serve_warm(prctl, int(sys.argv[4]), [name for name in sys.argv[3].split(",") if name])
+        return
     _serve_one_run(prctl)
 
 
@@ -718,13 +740,14 @@ def _serve_as_zygote(prctl: Any, channel_fd: int) -> None:
                     if fd > 2:
                         os.close(fd)
                 _serve_one_run(prctl)
+            except _InProcess:
+                raise  # the program's process of a warm interpreter: it goes on to run it
             except BaseException:  # noqa: BLE001 - say why on stderr, as a started launcher does
                 import traceback
 
                 traceback.print_exc()
                 status = 1
-            finally:
-                os._exit(status)
+            os._exit(status)
         for fd in fds:
             os.close(fd)
         channel.sendall(struct.pack(">I", max(pid, 0)))
@@ -750,5 +773,177 @@ def _serve_one_run(prctl: Any) -> None:
     _write_frame(RESULT, marshal.dumps(result))
 
 
+# -- warm interpreters ------------------------------------------------------------------------
+
+# Set in a warm interpreter: the sys.path and the modules a program starts with.
+_WARM: dict[str, Any] | None = None
+# The modules whose names, used by the program's own files, a fresh interpreter would import
+# from those files instead (sys.path[0] comes first).
+_PRELOADED: frozenset[str] = frozenset()
+
+
+class _InProcess(BaseException):
+    """Raised in a warm interpreter's program process once it is confined: unwinds every
+    launcher frame, so the program runs from this module's top level."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.spec = spec
+
+
+def _serve_warm(prctl: Any, channel_fd: int, preload: list[str]) -> None:
+    """`launcher.py SITE_DIR warm MODULES FD`, started by the program's interpreter with the
+    program's options and environment: a zygote whose launchers run a Python script in their
+    program's process, forked from this interpreter with MODULES already imported, instead of
+    starting an interpreter for it. It never sees any run's data: each run is a fork of the
+    state it had before the first."""
+    global _WARM, _PRELOADED
+    import ctypes  # for the interpreter's own script runner; kept out of programs' sys.modules
+
+    # The launcher's folder (a script's sys.path[0]) and prctl's are the launcher's alone; its
+    # imports are forgotten (it keeps its references), so programs see only what they would.
+    sys.path[:] = _PATH_AT_START[1:]
+    for name in list(sys.modules):
+        if name not in _MODULES_AT_START:
+            del sys.modules[name]
+    for name in preload:
+        try:
+            __import__(name)
+        except Exception as exc:  # noqa: BLE001 - a module this interpreter lacks is no reason to fail
+            print(f"launcher: not preloading {name}: {exc}", file=sys.stderr)
+    _WARM = {"path": tuple(sys.path), "modules": frozenset(sys.modules), "ctypes": ctypes}
+    _PRELOADED = frozenset(name.partition(".")[0] for name in sys.modules) - frozenset(
+        name.partition(".")[0] for name in _MODULES_AT_START)
+    _serve_as_zygote(prctl, channel_fd)
+
+
+def _become_program(spec: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
+    """In a warm interpreter's confined program process: makes this interpreter what
+    ``python OPTIONS SCRIPT ARGS...`` would be when it starts the script. Returns the script's
+    runner (the interpreter's own, as the command line uses), its path and __main__'s dict."""
+    assert _WARM is not None
+    import builtins
+
+    argv = spec["argv"]
+    index = spec["in_process"]
+    # The launcher sees the program "start" (as at execve, the descriptor closes).
+    os.close(3)
+    # What a fresh interpreter installs: it ignores SIGPIPE and SIGXFSZ (so writes fail with
+    # an error instead), and blocks nothing.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    script = argv[index]
+    # As the interpreter computes them: __file__ is the path joined to the working directory,
+    # unnormalised; sys.path[0] is the folder of the script with symlinks resolved.
+    path = script if script.startswith("/") else os.path.join(os.getcwd(), script)
+    folder = os.path.dirname(os.path.realpath(path))
+    sys.argv = list(argv[index:])
+    sys.orig_argv = list(argv)
+    sys.path[:] = [folder, *_WARM["path"]]
+    keep = _WARM["modules"]
+    if _PRELOADED and _shadowed(folder, _PRELOADED):
+        # A file of the program's named like a preloaded module is what a fresh interpreter
+        # would import: give it back the modules it starts with, and nothing preloaded.
+        keep = _MODULES_AT_START
+    for name in list(sys.modules):
+        if name not in keep:
+            del sys.modules[name]
+    if "random" in sys.modules:
+        # Already reseeded by random's own fork hook; said again because every run sharing
+        # the zygote's random state would be a real difference from a fresh interpreter.
+        sys.modules["random"].seed()
+    main = type(sys)("__main__")
+    namespace = main.__dict__
+    namespace["__annotations__"] = {}
+    namespace["__builtins__"] = builtins
+    namespace["__file__"] = path
+    namespace["__cached__"] = None
+    main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", path)
+    sys.modules["__main__"] = main
+    ctypes = _WARM["ctypes"]
+    runner = ctypes.pythonapi.PyRun_FileExFlags
+    runner.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.py_object,
+                       ctypes.py_object, ctypes.c_int, ctypes.c_void_p]
+    runner.restype = ctypes.py_object
+    return runner, path, namespace
+
+
+def _shadowed(folder: str, names: frozenset[str]) -> bool:
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return True
+    return any(entry.partition(".")[0] in names for entry in entries)
+
+
+def _open_script(path: str) -> Any:
+    """The script as a C FILE*, which the interpreter's runner reads (the same parser, hence
+    the same errors, as a script named on the command line); None, said as the interpreter
+    says it, when it cannot be opened."""
+    assert _WARM is not None
+    ctypes = _WARM["ctypes"]
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    handle = libc.fopen(os.fsencode(path), b"rb")
+    if not handle:
+        err = ctypes.get_errno()
+        sys.stderr.write(f"{sys.orig_argv[0]}: can't open file {path!r}: "
+                         f"[Errno {err}] {os.strerror(err)}\n")
+        return None
+    return handle
+
+
+def _uncaught(error: BaseException) -> None:
+    """What the interpreter does with an exception that ends a script: the hook prints it
+    (without this module's frame), then the exit is 1, or death by SIGINT for ^C."""
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_frame.f_globals is globals():
+        traceback = traceback.tb_next
+    # The hook prints the exception's own traceback when it has one, so it loses ours too.
+    error.with_traceback(traceback)
+    sys.last_type, sys.last_value, sys.last_traceback = type(error), error, traceback
+    sys.excepthook(type(error), error, traceback)
+    if not isinstance(error, KeyboardInterrupt):
+        raise SystemExit(1)
+    # The interpreter finalizes (threads, atexit, flush), then kills itself with SIGINT.
+    if "threading" in sys.modules:
+        sys.modules["threading"]._shutdown()
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001, S110 - as at exit: nothing more to say it on
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    os._exit(130)
+
+
 if __name__ == "__main__":
-    main()
+    _ready: dict[str, Any] | None = None
+    try:
+        main()
+    except _InProcess as confined:
+        _ready = confined.spec
+        del confined
+    if _ready is not None:
+        # Outside the except block: the program must not start with an exception "being
+        # handled" (sys.exc_info, and the context of everything it raises).
+        _runner, _path, _namespace = _become_program(_ready)
+        del _ready
+        _script = _open_script(_path)
+        if _script is None:
+            raise SystemExit(2)
+        try:
+            _runner(_script, os.fsencode(_path), 257, _namespace, _namespace, 1, None)
+        except SystemExit:
+            raise
+        except BaseException as _error:  # noqa: BLE001 - as the interpreter: report, then exit
+            _uncaught(_error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import marshal
 import os
@@ -67,6 +68,9 @@ class RunSpec:
     netns: bool = False
     # (source, target): folders bind-mounted in a private mount namespace before the program
     binds: tuple[tuple[str, str], ...] = ()
+    # Where the script is in argv when a warm interpreter is to run it in its own fork
+    # (sandbox.warm); None: the program is started with execve.
+    in_process: int | None = None
 
     def encode(self, launcher_pid: int, zygote_pid: int = 0) -> bytes:
         """The spec as the launcher `launcher_pid` (forked by `zygote_pid`, if any) reads it."""
@@ -82,6 +86,7 @@ class RunSpec:
             "landlock": self.landlock.as_dict() if self.landlock is not None else None,
             "seccomp": bpf, "disk": self.disk.as_dict() if self.disk is not None else None,
             "netns": self.netns, "binds": [list(bind) for bind in self.binds],
+            "in_process": self.in_process,
         })
 
 
@@ -173,12 +178,21 @@ class Process:
         )
 
 
-async def start(spec: RunSpec, python: str, zygote: Zygote | None = None) -> Process:
+async def start(spec: RunSpec, python: str, zygote: Zygote | None = None,
+                warm: Zygote | None = None) -> Process:
     """Starts the launcher for `spec` (forked by `zygote` when there is one and it answers,
-    else started with the interpreter `python`); the program starts at once."""
+    else started with the interpreter `python`); the program starts at once. A spec to run in
+    process is forked from the warm interpreter `warm`, or if that does not answer, started
+    the ordinary way."""
     for arg in spec.argv:
         if "\0" in arg:
             raise LaunchError("an argument contains a NUL character")
+    if spec.in_process is not None:
+        if warm is not None and (forked := await warm.fork()) is not None:
+            process = Process(forked, spec)  # type: ignore[arg-type]
+            await process._send(launcher.SPEC, spec.encode(forked.pid, warm.pid))
+            return process
+        spec = dataclasses.replace(spec, in_process=None)
     if zygote is not None:
         forked = await zygote.fork()
         if forked is not None:

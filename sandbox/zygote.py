@@ -16,6 +16,8 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
+from collections.abc import Mapping, Sequence
 
 log = logging.getLogger("sandbox")
 
@@ -76,10 +78,14 @@ async def _streams(stdin_w: int, stdout_r: int, stderr_r: int
 
 
 class Zygote:
-    """The zygote process of one service and the channel to it."""
+    """A zygote process (started as `argv` + the channel's descriptor, with `env`) and the
+    channel to it."""
 
-    def __init__(self, python: str, launcher_path: str, site_dir: str) -> None:
-        self._argv = [python, "-I", "-S", "-B", launcher_path, site_dir, "zygote"]
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
+                 name: str = "launcher zygote") -> None:
+        self._argv = list(argv)
+        self._env = dict(env or {})
+        self.name = name
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -90,18 +96,32 @@ class Zygote:
     def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            # The channel keeps its number in the child (pass_fds), which is told it. Stderr is
-            # the service's own, so a crash of the zygote shows in the service's log.
+            # The channel keeps its number in the child (pass_fds), which is told it. Its
+            # standard streams are pipes, as a program's are (a warm interpreter's programs
+            # inherit the objects Python made for them); what it says goes to our log.
             self._process = subprocess.Popen(
-                [*self._argv, str(theirs.fileno())], stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, env={}, start_new_session=True, close_fds=True,
-                pass_fds=(theirs.fileno(),))
+                [*self._argv, str(theirs.fileno())], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self._env,
+                start_new_session=True, close_fds=True, pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()
+        threading.Thread(target=self._log_output, args=(self._process,), daemon=True,
+                         name=f"{self.name} output").start()
         ours.setblocking(False)
         self._channel = ours
         self.pid = self._process.pid
         self.starts += 1
+
+    def _log_output(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.warning("%s %d: %s", self.name, process.pid,
+                        line.decode(errors="replace").rstrip())
+        process.stdout.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def close(self) -> None:
         if self._channel is not None:
@@ -110,6 +130,8 @@ class Zygote:
         if self._process is not None:
             self._process.kill()
             self._process.wait()
+            if self._process.stdin is not None:
+                self._process.stdin.close()
             self._process = None
 
     async def fork(self) -> ForkedLauncher | None:
@@ -175,7 +197,7 @@ class Zygote:
                     raise ConnectionError("the zygote closed its channel")
                 answer += chunk
         except (OSError, ConnectionError) as exc:
-            log.warning("the launcher zygote failed (%s); restarting it", exc)
+            log.warning("the %s failed (%s); restarting it", self.name, exc)
             self._restart()
             return None
         pid: int = struct.unpack(">I", answer)[0]
@@ -187,5 +209,5 @@ class Zygote:
         try:
             self.start()
         except OSError as exc:
-            log.error("the launcher zygote could not be started: %s", exc)
+            log.error("the %s could not be started: %s", self.name, exc)
 

@@ -442,12 +442,24 @@ def run_processes(uids: range | None = None) -> list[psutil.Process]:
 
 
 def is_zygote(proc: psutil.Process) -> bool:
-    """The service's pre-started launcher, which lives as long as the service: not a run's."""
+    """One of a service's pre-started launchers (the launcher zygote, warm interpreters), which
+    live as long as the service: not a run's. Their forks (launchers, and a warm interpreter's
+    programs) keep the command line, so one whose parent is a launcher too is a run's."""
+
+    def is_launcher(process: psutil.Process | None) -> bool:
+        if process is None:
+            return False
+        try:
+            return any(arg.endswith("launcher.py") for arg in process.cmdline())
+        except psutil.Error:
+            return True  # gone: cannot be the service, which outlives its runs
     try:
         cmdline = proc.cmdline()
+        parent = proc.parent()
     except psutil.Error:
         return False
-    return any(arg.endswith("launcher.py") for arg in cmdline) and "zygote" in cmdline
+    return (is_launcher(proc) and ("zygote" in cmdline or "warm" in cmdline)
+            and not is_launcher(parent))
 
 
 def descendants(pid: int) -> list[psutil.Process]:
