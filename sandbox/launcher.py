@@ -57,6 +57,9 @@ LANDLOCK_RULE_PATH_BENEATH = 1
 CHUNK_BYTES = 65536
 CPU_CHECK_INTERVAL_S = 0.05
 DRAIN_TIMEOUT_S = 1.0
+# A warm interpreter's fork runs a program only under a memory limit with this much room beyond
+# what the fork already holds; under a smaller one the program gets a fresh interpreter.
+WARM_HEADROOM_BYTES = 32 << 20
 # A working directory with less room than this left counts as full.
 FULL_BELOW_BYTES = 65536
 
@@ -96,6 +99,11 @@ def _read_spec(reader: _FrameReader) -> tuple[dict[str, Any], list[tuple[bytes, 
             if kind != SPEC:
                 raise SystemExit(f"launcher: expected a spec frame, got {kind!r}")
             return marshal.loads(payload), frames[1:]
+
+
+def _address_space_bytes() -> int:
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _cpu_rlimit_s(limits: dict[str, Any]) -> int:
@@ -232,6 +240,16 @@ def _confine_and_exec(spec: dict[str, Any], prctl: Any, libc: Any, launcher_pid:
         # No setuid binary or file capability can raise the program's privileges again; also
         # what lets an unprivileged process install Landlock rules and a seccomp filter.
         prctl.set_no_new_privs(True)
+        in_process = spec.get("in_process") is not None
+        if in_process:
+            if _WARM is None:
+                raise OSError("an in-process run needs a warm interpreter")
+            # A fork of the warm interpreter already holds more address space than a fresh one
+            # (its preloaded modules). Under a memory limit too close to that, the program gets
+            # a fresh interpreter after all: what one does under so small a limit is for it to
+            # show. (Read now: /proc is out of reach once Landlock is on.)
+            in_process = int(spec["limits"]["memory_bytes"]) >= (
+                _address_space_bytes() + WARM_HEADROOM_BYTES)
         if spec.get("landlock"):
             # Before the rlimits: it needs a few descriptors, and RLIMIT_NOFILE may be tiny.
             _restrict_filesystem(libc, spec["landlock"])
@@ -256,10 +274,7 @@ def _confine_and_exec(spec: dict[str, Any], prctl: Any, libc: Any, launcher_pid:
             (resource.RLIMIT_CORE, 0),
         ):
             resource.setrlimit(resource_id, (value, value))
-        in_process = spec.get("in_process") is not None
         if in_process:
-            if _WARM is None:
-                raise OSError("an in-process run needs a warm interpreter")
             # execve would make the program dumpable again (its uid no longer changes then);
             # a forked one is not, and its own /proc files would stay root's. Same as a fresh
             # run: no other uid may trace it either way.

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 # Variables the interpreter reads while it starts; a run whose values differ from the warm
-# interpreter's cannot be one of its forks. (Others, e.g. HOME, are read later, from os.environ,
-# which each run gets in full.)
+# interpreter's cannot be one of its forks. (Others, e.g. HOME, are read later, from the
+# environ mapping, which each run gets in full.)
 STARTUP_PREFIXES = ("PYTHON", "LC_")
 STARTUP_NAMES = ("LANG", "LANGUAGE")
 

@@ -24,7 +24,9 @@ from .utils import (
     provide_user_python,
     run_server,
     sandbox_uids,
+    suite_settings_environ,
     unprivileged_unavailable,
+    use_warm_python,
 )
 
 settings.register_profile(
@@ -36,6 +38,9 @@ settings.register_profile("thorough", max_examples=400, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SECRET = "s3cr3t-token-that-must-not-leak"
+SANDBOX_TESTS = Path(__file__).resolve().parent / "sandbox"
+# scripts/test runs the suite with warm Python interpreters, then without (see README).
+WARM_PASS = os.environ.get("SANDBOX_WARM_PYTHON", "").lower() != "false"
 SERVER_OUTPUT_CAP = 4096
 # What both real servers get on top of their defaults.
 SERVER_ENV = {"SANDBOX_MAX_OUTPUT_BYTES": str(SERVER_OUTPUT_CAP), "SANDBOX_TEST_SECRET": SECRET}
@@ -43,6 +48,9 @@ SERVER_ENV = {"SANDBOX_MAX_OUTPUT_BYTES": str(SERVER_OUTPUT_CAP), "SANDBOX_TEST_
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if not WARM_PASS and SANDBOX_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.skip(
+                reason="the sandbox's own tests choose warm or fresh Python themselves"))
         if item.get_closest_marker("root") and not IS_ROOT:
             item.add_marker(pytest.mark.skip(reason="needs root for per-run uids"))
         if item.get_closest_marker("gxx") and not shutil.which("g++"):
@@ -56,13 +64,20 @@ def work_root() -> Iterator[Path]:
     shutil.rmtree(root.parent, ignore_errors=True)
 
 
-@pytest.fixture(params=[True, False], ids=["forked-launcher", "started-launcher"])
+@pytest.fixture(params=["forked-launcher", "started-launcher", "warm-python"])
 def sandbox(work_root: Path, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """A sandbox whose runs take uids of this session's own range (see `run_processes`); every
-    test of it runs with launchers forked from the zygote and with launchers started afresh."""
+    test of it runs with launchers forked from the zygote, with launchers started afresh, and
+    with Python programs forked from a warm interpreter (`warm_python` says which to ask for)."""
+    if request.param == "warm-python" and not WARM_PASS:
+        pytest.skip("this pass starts every Python run afresh")
     uids = sandbox_uids()
     sandbox = Sandbox(SandboxConfig(work_root=work_root, uid_first=uids.start,
-                                    uid_count=len(uids), fork_launchers=request.param))
+                                    uid_count=len(uids),
+                                    fork_launchers=request.param != "started-launcher",
+                                    warm_interpreters=WARM_PASS))
+    if request.param == "warm-python":
+        use_warm_python(sandbox)
     yield sandbox
     sandbox.close()
 
@@ -108,7 +123,7 @@ def unprivileged_server() -> Iterator[Server]:
 def app_client() -> Iterator[TestClient]:
     """The app in-process (Starlette's TestClient), for request validation tables."""
     root = make_work_root()
-    app = create_app(Settings.from_environ({}, work_root=root, max_body_bytes=1 << 20))
+    app = create_app(Settings.from_environ(suite_settings_environ(), work_root=root, max_body_bytes=1 << 20))
     with TestClient(app, raise_server_exceptions=False) as client:
         deadline = time.monotonic() + 60
         while client.get("/health").status_code != 200:

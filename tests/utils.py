@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+from sandbox import Sandbox, WarmInterpreter
 
 IS_ROOT = os.geteuid() == 0
 REPO = Path(__file__).resolve().parent.parent
@@ -587,3 +590,31 @@ def stray_files(server: Server, places: Sequence[Path] = SHARED_TMP) -> list[Pat
     for place in places:
         found += owned_entries(place, run_owners(server), since, top=True)
     return found
+
+
+# ---- warm and fresh Python -----------------------------------------------------------------------
+
+# The tests' Python: the runtime's interpreter, and the options and environment sandbox tests
+# run it with (`python -u main.py`).
+TEST_PYTHON = "/usr/bin/python3"
+TEST_PYTHON_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+_WARM_PYTHON: weakref.WeakKeyDictionary[Sandbox, WarmInterpreter] = weakref.WeakKeyDictionary()
+
+
+def use_warm_python(sandbox: Sandbox) -> None:
+    """From now on `warm_python(sandbox)` is a warm interpreter for `python -u SCRIPT`."""
+    warm = WarmInterpreter.of([TEST_PYTHON, "-u"], TEST_PYTHON_ENV, ["json", "random"])
+    assert sandbox.warm_zygote(warm) is not None
+    _WARM_PYTHON[sandbox] = warm
+
+
+def warm_python(sandbox: Sandbox) -> WarmInterpreter | None:
+    """The warm interpreter a sandbox test passes to its runs (None: runs start fresh)."""
+    return _WARM_PYTHON.get(sandbox)
+
+
+def suite_settings_environ() -> dict[str, str]:
+    """What an in-process service of the tests reads as its environment: the suite's pass
+    (scripts/test runs it with warm Python, then with SANDBOX_WARM_PYTHON=false) and nothing
+    else of the tests' environment."""
+    return {name: os.environ[name] for name in ("SANDBOX_WARM_PYTHON",) if name in os.environ}

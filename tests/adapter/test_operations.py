@@ -9,6 +9,7 @@ from openapi_spec_validator import validate
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 
+from ..conftest import WARM_PASS
 from ..utils import Server
 
 
@@ -101,3 +102,22 @@ def test_access_lines_have_sizes_and_never_the_program_or_its_output(server: Ser
         "POST", 200, "python", "ok")
     assert line["request_bytes"] > 0 and line["response_bytes"] > 0
     assert all(marker not in text for text in server_log(server))
+
+
+def test_python_runs_come_from_the_warm_interpreter_unless_it_is_turned_off(
+        server: Server) -> None:
+    """The pass of the suite decides (scripts/test): SANDBOX_WARM_PYTHON=false starts each
+    Python run afresh, and GET / says so."""
+    warm = WARM_PASS
+    with server.client() as client:
+        runtimes = {r["language"]: r for r in client.get("/").json()["runtimes"]}
+        probe = "import inspect, sys\nprint(len(inspect.stack()) > 1, 'json' in sys.modules)"
+        reply = client.post("/python/execute", json={"properties": {"code": probe}}).json()
+    python = runtimes["python"]["warmInterpreter"]
+    assert runtimes["c++"]["warmInterpreter"] is None
+    if warm:
+        assert python["active"] is True and "json" in python["preload"]
+        assert python["starts"] == 1
+    else:
+        assert python == {"active": False, "detail": "turned off by configuration"}
+    assert reply["properties"]["stdout"] == f"{warm} {warm}\n"

@@ -28,10 +28,10 @@ from ..strategies import (
     limits_with,
     payloads,
 )
-from ..utils import IS_ROOT
+from ..utils import IS_ROOT, TEST_PYTHON, TEST_PYTHON_ENV, warm_python
 
-PYTHON = "/usr/bin/python3"
-ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+PYTHON = TEST_PYTHON
+ENV = TEST_PYTHON_ENV
 PATH_MAX = 4096  # bytes of a path handed to the kernel, its final NUL included
 
 
@@ -49,7 +49,8 @@ def run_python(sandbox: Sandbox, code: str, limits: Limits, args: tuple[str, ...
             for name, content in (files or {}).items():
                 jail.write_file(name, content)
             jail.write_file("main.py", code.encode())
-            return await jail.run([PYTHON, "-u", "main.py", *args], ENV, limits)
+            return await jail.run([PYTHON, "-u", "main.py", *args], ENV, limits,
+                                  warm=warm_python(sandbox))
     return asyncio.run(go())
 
 

@@ -14,10 +14,18 @@ import pytest
 
 from sandbox import Limits, Outcome, RunResult, Sandbox, SandboxConfig
 
-from ..utils import IS_ROOT, alive, run_processes, sandbox_uids
+from ..utils import (
+    IS_ROOT,
+    TEST_PYTHON,
+    TEST_PYTHON_ENV,
+    alive,
+    run_processes,
+    sandbox_uids,
+    warm_python,
+)
 
-PYTHON = "/usr/bin/python3"
-ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+PYTHON = TEST_PYTHON
+ENV = TEST_PYTHON_ENV
 
 
 def run(sandbox: Sandbox, code: str, limits: Limits | None = None, stdin: bytes = b"",
@@ -26,7 +34,7 @@ def run(sandbox: Sandbox, code: str, limits: Limits | None = None, stdin: bytes 
         async with sandbox.jail() as jail:
             jail.write_file("main.py", code.encode())
             return await jail.run(argv or [PYTHON, "-u", "main.py"], ENV, limits or Limits(),
-                                  stdin=stdin)
+                                  stdin=stdin, warm=warm_python(sandbox))
     return asyncio.run(go())
 
 

@@ -290,3 +290,26 @@ def test_script_index_matches_only_its_own_interpreter() -> None:
     assert WARM.script_index([PYTHON, *OPTIONS, "main.py"], {**ENV, "LANG": "C"}) is None
     with pytest.raises(ValueError):
         WarmInterpreter.of([PYTHON], ENV, ["os; import x"])
+
+
+@pytest.mark.parametrize("memory_bytes", [1, 16 << 20, 40 << 20])
+def test_under_a_memory_limit_near_its_size_a_program_gets_a_fresh_interpreter(
+        warm_sandbox: Sandbox, memory_bytes: int) -> None:
+    """A fork already holds the warm interpreter's address space; a limit with less than
+    WARM_HEADROOM_BYTES beyond it gets what a fresh interpreter does under it."""
+    limits = LIMITS.replace(memory_bytes=memory_bytes)
+    fresh = observed(*run(warm_sandbox, {"main.py": IN_PROCESS}, None, limits=limits))
+    warm = observed(*run(warm_sandbox, {"main.py": IN_PROCESS}, WARM, limits=limits))
+    assert warm == fresh
+    if memory_bytes > 1:
+        assert warm["stdout"] == b"False False\n"
+    else:  # not even an interpreter starts
+        assert warm["outcome"] in (Outcome.SIGNALED, Outcome.NONZERO_EXIT)
+
+
+def test_above_that_a_program_runs_in_process_with_the_limit_it_was_given(
+        warm_sandbox: Sandbox) -> None:
+    code = IN_PROCESS + "\nimport resource\nprint(resource.getrlimit(resource.RLIMIT_AS)[0])"
+    result, _ = run(warm_sandbox, {"main.py": code}, WARM, limits=LIMITS.replace(
+        memory_bytes=96 << 20))
+    assert result.stdout == f"True True\n{96 << 20}\n".encode()
