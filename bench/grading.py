@@ -22,7 +22,6 @@ import secrets
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -221,9 +220,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     print("\n| figure | measured | target |\n|---|---|---|")
-    for name, figure, target in table.rows:
-        print(f"| {name} | {figure} | {target} |")
+    for name, figure, wanted in table.rows:
+        print(f"| {name} | {figure} | {wanted} |")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

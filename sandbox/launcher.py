@@ -110,24 +110,35 @@ def _cpu_rlimit_s(limits: dict[str, Any]) -> int:
     return math.ceil(float(limits["cpu_time_s"])) + 1
 
 
-def _load_libc() -> Any:
-    # Imported only when a run needs it; CDLL by soname, as find_library would fork ldconfig.
-    import ctypes
+_ctypes_module: Any = None
 
+
+def _ctypes() -> Any:
+    """ctypes, imported once, when a run first needs it. Kept here rather than looked up in
+    sys.modules: a warm interpreter removes it from there (programs must not find it), and
+    importing it again would cost each run ~2 ms."""
+    global _ctypes_module
+    if _ctypes_module is None:
+        import ctypes
+
+        _ctypes_module = ctypes
+    return _ctypes_module
+
+
+def _load_libc() -> Any:
+    # Loaded only when a run needs it; CDLL by soname, as find_library would fork ldconfig.
+    ctypes = _ctypes()
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.syscall.restype = ctypes.c_long
     return libc
 
 
 def ctypes_int(value: int) -> Any:
-    import ctypes
-
-    return ctypes.c_int(value)
+    return _ctypes().c_int(value)
 
 
 def _syscall(libc: Any, what: str, number: int, *args: Any) -> int:
-    import ctypes
-
+    ctypes = _ctypes()
     result = int(libc.syscall(number, *args))
     if result < 0:
         err = ctypes.get_errno()
@@ -136,8 +147,7 @@ def _syscall(libc: Any, what: str, number: int, *args: Any) -> int:
 
 
 def _mount(libc: Any, source: str | None, target: str, flags: int) -> None:
-    import ctypes
-
+    ctypes = _ctypes()
     if libc.mount(source.encode() if source else None, target.encode(), None,
                   ctypes.c_ulong(flags), None) != 0:
         err = ctypes.get_errno()
@@ -147,8 +157,7 @@ def _mount(libc: Any, source: str | None, target: str, flags: int) -> None:
 def _restrict_filesystem(libc: Any, ruleset: dict[str, Any]) -> None:
     """Landlock: from here on this process and its descendants may use only the ruled paths
     (and no TCP, and may not signal outside the run, as the masks say). See sandbox.landlock."""
-    import ctypes
-
+    ctypes = _ctypes()
     abi = ruleset["abi"]
     # struct landlock_ruleset_attr grew with the ABI: give the kernel the size it knows.
     size = 8 if abi < 4 else 16 if abi < 6 else 24
@@ -181,8 +190,7 @@ def _restrict_filesystem(libc: Any, ruleset: dict[str, Any]) -> None:
 def _load_seccomp(libc: Any, bpf: bytes) -> None:
     """Installs the run's seccomp filter (compiled by sandbox.syscall_filter); inherited by every
     descendant and impossible to remove."""
-    import ctypes
-
+    ctypes = _ctypes()
     program = ctypes.create_string_buffer(bpf, len(bpf))
     # struct sock_fprog: unsigned short len (in 8-byte instructions), padding, the pointer.
     fprog = ctypes.create_string_buffer(
@@ -554,9 +562,12 @@ class _Supervisor:
         """Kills and reaps everything the run started, until no child of ours is left. We are a
         subreaper, so orphans of the run re-parent to us and cannot slip out of this loop."""
         uid = self.spec.get("uid")
-        if uid is not None:
+        if uid is not None and (self.main_status is None or self._descendants()):
             # One kill(-1, SIGKILL) as the run's uid reaches every process of the run at once,
-            # double-forked setsid escapees included, and nothing else.
+            # double-forked setsid escapees included, and nothing else. Not needed (and a
+            # fork saved) once the main process is reaped and no descendant is left: every
+            # process of the run is in our tree (orphans re-parent to us, the subreaper), so
+            # an empty tree has no one left to fork.
             rusage = as_uid(uid, self.spec["gid"], lambda: os.kill(-1, signal.SIGKILL))
             self.helper_cpu_s += rusage.ru_utime + rusage.ru_stime
         try:
@@ -726,6 +737,8 @@ def _serve_as_zygote(prctl: Any, channel_fd: int) -> None:
     environment."""
     import socket
 
+    # Every run that is confined by Landlock or seccomp needs ctypes: imported once, here.
+    _ctypes()
     channel = socket.socket(fileno=channel_fd)
     prctl.set_dumpable(False)
     # If the service dies, so do we, and through their pdeathsig the launchers and programs.
@@ -795,6 +808,8 @@ _WARM: dict[str, Any] | None = None
 # The modules whose names, used by the program's own files, a fresh interpreter would import
 # from those files instead (sys.path[0] comes first).
 _PRELOADED: frozenset[str] = frozenset()
+# In a program's process: the modules it was given (the rest are its own).
+_KEEP_MODULES: frozenset[str] = frozenset()
 
 
 class _InProcess(BaseException):
@@ -813,7 +828,8 @@ def _serve_warm(prctl: Any, channel_fd: int, preload: list[str]) -> None:
     starting an interpreter for it. It never sees any run's data: each run is a fork of the
     state it had before the first."""
     global _WARM, _PRELOADED
-    import ctypes  # for the interpreter's own script runner; kept out of programs' sys.modules
+    # Imported now, so that no run pays for it: it confines programs and runs their script.
+    ctypes = _ctypes()
 
     # The launcher's folder (a script's sys.path[0]) and prctl's are the launcher's alone; its
     # imports are forgotten (it keeps its references), so programs see only what they would.
@@ -826,8 +842,23 @@ def _serve_warm(prctl: Any, channel_fd: int, preload: list[str]) -> None:
             __import__(name)
         except Exception as exc:  # noqa: BLE001 - a module this interpreter lacks is no reason to fail
             print(f"launcher: not preloading {name}: {exc}", file=sys.stderr)
-    _WARM = {"path": tuple(sys.path), "modules": frozenset(sys.modules), "ctypes": ctypes}
-    _PRELOADED = frozenset(name.partition(".")[0] for name in sys.modules) - frozenset(
+    # The interpreter's script runner (what `python SCRIPT` calls) and C's fopen to feed it.
+    runner = ctypes.pythonapi.PyRun_FileExFlags
+    runner.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.py_object,
+                       ctypes.py_object, ctypes.c_int, ctypes.c_void_p]
+    runner.restype = ctypes.py_object
+    fopen = ctypes.CDLL(None, use_errno=True).fopen
+    fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    fopen.restype = ctypes.c_void_p
+    _WARM = {"path": tuple(sys.path), "modules": frozenset(sys.modules), "ctypes": ctypes,
+             "runner": runner, "fopen": fopen}
+    # Everything the interpreter holds so far is moved out of the collector's sight: a run's
+    # collections then touch (and copy) only the program's own objects, not every page.
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    _PRELOADED = frozenset(name.partition(".")[0] for name in _WARM["modules"]) - frozenset(
         name.partition(".")[0] for name in _MODULES_AT_START)
     _serve_as_zygote(prctl, channel_fd)
 
@@ -849,7 +880,8 @@ def _become_program(spec: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    os.environ.clear()
+    for name in list(os.environ):
+        del os.environ[name]
     os.environ.update(spec["env"])
     script = argv[index]
     # As the interpreter computes them: __file__ is the path joined to the working directory,
@@ -859,18 +891,18 @@ def _become_program(spec: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
     sys.argv = list(argv[index:])
     sys.orig_argv = list(argv)
     sys.path[:] = [folder, *_WARM["path"]]
+    global _KEEP_MODULES
     keep = _WARM["modules"]
     if _PRELOADED and _shadowed(folder, _PRELOADED):
         # A file of the program's named like a preloaded module is what a fresh interpreter
         # would import: give it back the modules it starts with, and nothing preloaded.
         keep = _MODULES_AT_START
+    _KEEP_MODULES = keep
     for name in list(sys.modules):
         if name not in keep:
             del sys.modules[name]
-    if "random" in sys.modules:
-        # Already reseeded by random's own fork hook; said again because every run sharing
-        # the zygote's random state would be a real difference from a fresh interpreter.
-        sys.modules["random"].seed()
+    # The random module reseeds itself in every fork (os.register_at_fork), so no two runs
+    # share the warm interpreter's random state (tests/sandbox/test_warm.py checks it).
     main = type(sys)("__main__")
     namespace = main.__dict__
     namespace["__annotations__"] = {}
@@ -879,12 +911,7 @@ def _become_program(spec: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
     namespace["__cached__"] = None
     main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", path)
     sys.modules["__main__"] = main
-    ctypes = _WARM["ctypes"]
-    runner = ctypes.pythonapi.PyRun_FileExFlags
-    runner.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.py_object,
-                       ctypes.py_object, ctypes.c_int, ctypes.c_void_p]
-    runner.restype = ctypes.py_object
-    return runner, path, namespace
+    return _WARM["runner"], path, namespace
 
 
 def _shadowed(folder: str, names: frozenset[str]) -> bool:
@@ -900,22 +927,18 @@ def _open_script(path: str) -> Any:
     the same errors, as a script named on the command line); None, said as the interpreter
     says it, when it cannot be opened."""
     assert _WARM is not None
-    ctypes = _WARM["ctypes"]
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.fopen.restype = ctypes.c_void_p
-    libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    handle = libc.fopen(os.fsencode(path), b"rb")
+    handle = _WARM["fopen"](os.fsencode(path), b"rb")
     if not handle:
-        err = ctypes.get_errno()
+        err = _WARM["ctypes"].get_errno()
         sys.stderr.write(f"{sys.orig_argv[0]}: can't open file {path!r}: "
                          f"[Errno {err}] {os.strerror(err)}\n")
         return None
     return handle
 
 
-def _uncaught(error: BaseException) -> None:
+def _uncaught(error: BaseException) -> int:
     """What the interpreter does with an exception that ends a script: the hook prints it
-    (without this module's frame), then the exit is 1, or death by SIGINT for ^C."""
+    (without this module's frame); the status is 1, or death by SIGINT for ^C."""
     traceback = error.__traceback__
     while traceback is not None and traceback.tb_frame.f_globals is globals():
         traceback = traceback.tb_next
@@ -923,22 +946,75 @@ def _uncaught(error: BaseException) -> None:
     error.with_traceback(traceback)
     sys.last_type, sys.last_value, sys.last_traceback = type(error), error, traceback
     sys.excepthook(type(error), error, traceback)
-    if not isinstance(error, KeyboardInterrupt):
-        raise SystemExit(1)
-    # The interpreter finalizes (threads, atexit, flush), then kills itself with SIGINT.
+    return -signal.SIGINT if isinstance(error, KeyboardInterrupt) else 1
+
+
+def _exit_status(exit: SystemExit) -> int:
+    """The status of a script ended by SystemExit, as the interpreter computes it."""
+    code = exit.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        # The interpreter takes a C long; the kernel keeps its low byte.
+        return code & 0xFF if -(1 << 63) <= code < (1 << 63) else 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _finish(status: int) -> None:
+    """Ends a program run in process as the interpreter ends a script, in what a program can
+    see of it: non-daemon threads are waited for, atexit functions run, the streams are
+    flushed, and the program's own modules (its __main__ first of all) are cleared and its
+    garbage collected, so finalizers (__del__, weakref callbacks) run. The interpreter's own
+    modules are left as they are: tearing them down in a fork costs ~13 ms (it touches every
+    page of the warm interpreter) and shows nothing."""
+    import atexit
+    import gc
+
     if "threading" in sys.modules:
         sys.modules["threading"]._shutdown()
-    import atexit
-
     atexit._run_exitfuncs()
+    if not _flush() and status >= 0:
+        status = 120
+    collect = gc.collect  # gc itself may be among the modules cleared
+    keep = _KEEP_MODULES
+    for name, module in reversed(list(sys.modules.items())):
+        if name == "__main__" or name not in keep:
+            _clear_module(module)
+    collect()
+    _flush()
+    if status < 0:
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+    os._exit(status if status >= 0 else 128 - status)
+
+
+def _flush() -> bool:
+    """Flushes the standard streams; False when stdout could not be (status 120, as the
+    interpreter's)."""
+    flushed = True
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
-        except Exception:  # noqa: BLE001, S110 - as at exit: nothing more to say it on
-            pass
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGINT)
-    os._exit(130)
+            if stream is not None:
+                stream.flush()
+        except Exception:  # noqa: BLE001 - as at the interpreter's exit, only the status says it
+            flushed = flushed and stream is not sys.stdout
+    return flushed
+
+
+def _clear_module(module: Any) -> None:
+    """As the interpreter clears a module at exit: names with one leading underscore first,
+    then every other name but __builtins__, each set to None."""
+    namespace = getattr(module, "__dict__", None)
+    if not isinstance(namespace, dict):
+        return
+    for single in (True, False):
+        for key in list(namespace):
+            if not isinstance(key, str) or namespace.get(key) is None:
+                continue
+            if single == (key.startswith("_") and not key.startswith("__")) and (
+                    single or key != "__builtins__"):
+                namespace[key] = None
 
 
 if __name__ == "__main__":
@@ -955,10 +1031,12 @@ if __name__ == "__main__":
         del _ready
         _script = _open_script(_path)
         if _script is None:
-            raise SystemExit(2)
+            _finish(2)
+        _status = 0
         try:
             _runner(_script, os.fsencode(_path), 257, _namespace, _namespace, 1, None)
-        except SystemExit:
-            raise
+        except SystemExit as _exit:
+            _status = _exit_status(_exit)
         except BaseException as _error:  # noqa: BLE001 - as the interpreter: report, then exit
-            _uncaught(_error)
+            _status = _uncaught(_error)
+        _finish(_status)
