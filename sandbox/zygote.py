@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 
 log = logging.getLogger("sandbox")
+# A zygote that died is started again at most this often.
+RESTART_INTERVAL_S = 1.0
 
 
 class ForkedLauncher:
@@ -92,8 +96,10 @@ class Zygote:
         self._channel: socket.socket | None = None
         self.pid = 0
         self.starts = 0
+        self._started_at = -math.inf
 
     def start(self) -> None:
+        self._started_at = time.monotonic()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             # The channel keeps its number in the child (pass_fds), which is told it. Its
@@ -204,6 +210,10 @@ class Zygote:
         return pid or None  # 0: the zygote could not fork
 
     def _restart(self) -> None:
+        if self.starts >= 2 and time.monotonic() - self._started_at < RESTART_INTERVAL_S:
+            # A restarted one that died at once again (a broken interpreter, a bad preload) is
+            # not started for every run: runs start fresh meanwhile.
+            return
         with contextlib.suppress(Exception):
             self.close()
         try:

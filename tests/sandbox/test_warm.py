@@ -313,3 +313,25 @@ def test_above_that_a_program_runs_in_process_with_the_limit_it_was_given(
     result, _ = run(warm_sandbox, {"main.py": code}, WARM, limits=LIMITS.replace(
         memory_bytes=96 << 20))
     assert result.stdout == f"True True\n{96 << 20}\n".encode()
+
+
+def test_an_interpreter_that_cannot_start_is_not_restarted_for_every_run(
+        warm_sandbox: Sandbox) -> None:
+    """-Q is no option of python3: the warm interpreter dies at once, every time. Runs get a
+    fresh interpreter (which says the same about -Q), and restarts are spaced out."""
+    broken = WarmInterpreter.of([PYTHON, "-Q"], ENV, PRELOAD)
+    zygote = warm_sandbox.warm_zygote(broken)
+    assert zygote is not None
+
+    async def go() -> list[RunResult]:
+        results = []
+        for _ in range(6):
+            async with warm_sandbox.jail() as jail:
+                jail.write_file("main.py", b"print(1)")
+                results.append(await jail.run([PYTHON, "-Q", "main.py"], ENV, LIMITS,
+                                              warm=broken))
+        return results
+    results = asyncio.run(go())
+    assert {(r.outcome, r.exit_code) for r in results} == {(Outcome.NONZERO_EXIT, 2)}
+    assert all(b"-Q" in r.stderr for r in results)
+    assert zygote.starts <= 3
