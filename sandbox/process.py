@@ -19,7 +19,7 @@ from .errors import LaunchError
 from .landlock import Ruleset
 from .limits import Limits
 from .result import Outcome, RunResult
-from .syscall_filter import build_filter
+from .syscall_filter import filter_for
 from .zygote import Zygote
 
 LAUNCHER_PATH = str(Path(launcher.__file__).resolve())
@@ -78,8 +78,8 @@ class RunSpec:
         if self.seccomp:
             # The filter names the processes a run must never signal: init, the service (by pid
             # and process group) and the run's own launcher.
-            bpf = build_filter({1, os.getpid(), os.getpgrp(), launcher_pid}
-                               | ({zygote_pid} if zygote_pid else set()))
+            bpf = filter_for({1, os.getpid(), os.getpgrp()}
+                             | ({zygote_pid} if zygote_pid else set()), launcher_pid)
         return marshal.dumps({
             "argv": list(self.argv), "env": dict(self.env), "cwd": str(self.cwd),
             "limits": self.limits.as_dict(), "uid": self.uid, "gid": self.gid,
