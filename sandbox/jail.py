@@ -141,7 +141,8 @@ class Jail:
             in_process=warm.script_index(argv, env) if warm is not None else None,
         )
         zygote = sandbox.warm_zygote(warm) if spec.in_process is not None else None
-        return await start(spec, config.launcher_python, sandbox.zygote, zygote)
+        return await start(spec, config.launcher_python, sandbox.zygote, zygote,
+                           sandbox.zygote_pids())
 
     async def run(self, argv: Sequence[str], env: Mapping[str, str], limits: Limits,
                   stdin: bytes = b"", on_output: OutputCallback | None = None,
@@ -204,6 +205,12 @@ class Sandbox:
             weakref.finalize(self, zygote.close)
             self._warm[warm] = zygote
         return zygote
+
+    def zygote_pids(self) -> set[int]:
+        """The pids of every zygote (launcher and warm interpreters): no run may signal one, nor
+        its process group, which holds the launchers it forked."""
+        zygotes = [self.zygote, *self._warm.values()]
+        return {zygote.pid for zygote in zygotes if zygote is not None and zygote.pid}
 
     def close(self) -> None:
         """At shutdown, after the last jail: stops the zygotes and removes whatever is still in

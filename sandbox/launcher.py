@@ -257,7 +257,8 @@ def _confine_and_exec(spec: dict[str, Any], prctl: Any, libc: Any, launcher_pid:
             # a fresh interpreter after all: what one does under so small a limit is for it to
             # show. (Read now: /proc is out of reach once Landlock is on.)
             in_process = int(spec["limits"]["memory_bytes"]) >= (
-                _address_space_bytes() + WARM_HEADROOM_BYTES)
+                _address_space_bytes() + WARM_HEADROOM_BYTES) and _plain_script(
+                spec["argv"][spec["in_process"]])
         if spec.get("landlock"):
             # Before the rlimits: it needs a few descriptors, and RLIMIT_NOFILE may be tiny.
             _restrict_filesystem(libc, spec["landlock"])
@@ -562,12 +563,12 @@ class _Supervisor:
         """Kills and reaps everything the run started, until no child of ours is left. We are a
         subreaper, so orphans of the run re-parent to us and cannot slip out of this loop."""
         uid = self.spec.get("uid")
-        if uid is not None and (self.main_status is None or self._descendants()):
+        if uid is not None and (self.main_status is None or self._reap(block=False)):
             # One kill(-1, SIGKILL) as the run's uid reaches every process of the run at once,
             # double-forked setsid escapees included, and nothing else. Not needed (and a
-            # fork saved) once the main process is reaped and no descendant is left: every
-            # process of the run is in our tree (orphans re-parent to us, the subreaper), so
-            # an empty tree has no one left to fork.
+            # fork saved) once the main process is reaped and the kernel says we have no
+            # child left (ECHILD): every process of the run descends from us (orphans
+            # re-parent to us, the subreaper), so without a child there is no one left.
             rusage = as_uid(uid, self.spec["gid"], lambda: os.kill(-1, signal.SIGKILL))
             self.helper_cpu_s += rusage.ru_utime + rusage.ru_stime
         try:
@@ -720,6 +721,11 @@ def main() -> None:
     sys.path.insert(0, sys.argv[1])
     import prctl  # from the service's site-packages, given on the command line
 
+    if sys.argv[2:3] in (["zygote"], ["warm"]):
+        # Before anything else (a warm interpreter's preloading takes a while): runs sharing
+        # our uid must not trace or read a zygote.
+        prctl.set_dumpable(False)
+
     if sys.argv[2:3] == ["zygote"]:
         _serve_as_zygote(prctl, int(sys.argv[3]))
         return
@@ -847,15 +853,27 @@ def _serve_warm(prctl: Any, channel_fd: int, preload: list[str]) -> None:
     runner.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.py_object,
                        ctypes.py_object, ctypes.c_int, ctypes.c_void_p]
     runner.restype = ctypes.py_object
-    fopen = ctypes.CDLL(None, use_errno=True).fopen
+    libc = ctypes.CDLL(None, use_errno=True)
+    fopen = libc.fopen
     fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
     fopen.restype = ctypes.c_void_p
     _WARM = {"path": tuple(sys.path), "modules": frozenset(sys.modules), "ctypes": ctypes,
-             "runner": runner, "fopen": fopen}
+             "runner": runner, "fopen": fopen, "libc": libc}
+    # What the end of a run calls, bound now: a program may replace os._exit and the like in
+    # its modules, which must not change how it ends (the interpreter calls C for these).
+    import _thread
+    import _weakref
+    import atexit
+    import gc
+    import posix
+    import zipimport
+
+    _WARM.update(exit=posix._exit, kill=posix.kill, getpid=posix.getpid, write=posix.write,
+                 set_signal=signal.signal, run_exitfuncs=atexit._run_exitfuncs,
+                 collect=gc.collect, threads=_thread._count, weakref=_weakref.ref,
+                 zipimporter=zipimport.zipimporter, zip_error=zipimport.ZipImportError)
     # Everything the interpreter holds so far is moved out of the collector's sight: a run's
     # collections then touch (and copy) only the program's own objects, not every page.
-    import gc
-
     gc.collect()
     gc.freeze()
     _PRELOADED = frozenset(name.partition(".")[0] for name in _WARM["modules"]) - frozenset(
@@ -911,7 +929,41 @@ def _become_program(spec: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
     namespace["__cached__"] = None
     main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", path)
     sys.modules["__main__"] = main
+    _set_thread_stack_size(int(spec["limits"]["stack_bytes"]))
     return _WARM["runner"], path, namespace
+
+
+def _set_thread_stack_size(stack_bytes: int) -> None:
+    """The C library sizes new threads' stacks from RLIMIT_STACK as it was when the process
+    started, which for a fork is the warm interpreter's: set it from the run's, as the C
+    library computes it (at least PTHREAD_STACK_MIN, rounded up to a page)."""
+    assert _WARM is not None
+    ctypes, libc = _WARM["ctypes"], _WARM["libc"]
+    page = os.sysconf("SC_PAGE_SIZE")
+    size = -(-max(stack_bytes, os.sysconf("SC_THREAD_STACK_MIN")) // page) * page
+    attr = ctypes.create_string_buffer(64)  # pthread_attr_t: 56 bytes on x86_64
+    if libc.pthread_attr_init(attr) == 0:
+        if libc.pthread_attr_setstacksize(attr, ctypes.c_size_t(size)) == 0:
+            libc.pthread_setattr_default_np(attr)
+        libc.pthread_attr_destroy(attr)
+
+
+def _plain_script(script: str) -> bool:
+    """Whether the interpreter would parse `script` as source: a regular file that is not a
+    zip archive (``python app.pyz`` runs the archive's __main__.py), nor a folder. Otherwise
+    the program gets a fresh interpreter, which does what it does with it."""
+    assert _WARM is not None
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.stat(script).st_mode):
+            return False
+        _WARM["zipimporter"](script)
+    except _WARM["zip_error"]:
+        return True
+    except OSError:
+        return False  # cannot even be opened: the interpreter says so in its words
+    return False
 
 
 def _shadowed(folder: str, names: frozenset[str]) -> bool:
@@ -937,16 +989,49 @@ def _open_script(path: str) -> Any:
 
 
 def _uncaught(error: BaseException) -> int:
-    """What the interpreter does with an exception that ends a script: the hook prints it
-    (without this module's frame); the status is 1, or death by SIGINT for ^C."""
+    """What the interpreter does with an exception that ends a script (PyErr_Print): the hook
+    prints it (without this module's frames); the status is 1, or death by SIGINT for ^C."""
+    traceback = _own_frames_dropped(error)
+    sys.last_type, sys.last_value, sys.last_traceback = type(error), error, traceback
+    missing = object()
+    hook = getattr(sys, "excepthook", missing)
+    if hook is missing:
+        _write_stderr("sys.excepthook is missing\n")
+        sys.__excepthook__(type(error), error, traceback)
+    else:
+        try:
+            hook(type(error), error, traceback)  # type: ignore[operator]
+        except SystemExit as exit:
+            return _exit_status(exit)
+        except BaseException as hook_error:  # noqa: BLE001 - reported as the interpreter does
+            _write_stderr("Error in sys.excepthook:\n")
+            sys.__excepthook__(type(hook_error), hook_error, _own_frames_dropped(hook_error))
+            _write_stderr("\nOriginal exception was:\n")
+            sys.__excepthook__(type(error), error, traceback)
+    return -signal.SIGINT if isinstance(error, KeyboardInterrupt) else 1
+
+
+def _own_frames_dropped(error: BaseException) -> Any:
+    """The exception's traceback without this module's frames, set on it too (the default
+    hook prints the exception's own traceback)."""
     traceback = error.__traceback__
     while traceback is not None and traceback.tb_frame.f_globals is globals():
         traceback = traceback.tb_next
-    # The hook prints the exception's own traceback when it has one, so it loses ours too.
     error.with_traceback(traceback)
-    sys.last_type, sys.last_value, sys.last_traceback = type(error), error, traceback
-    sys.excepthook(type(error), error, traceback)
-    return -signal.SIGINT if isinstance(error, KeyboardInterrupt) else 1
+    return traceback
+
+
+def _write_stderr(text: str) -> None:
+    """As PySys_WriteStderr: to sys.stderr, or to descriptor 2 when the program has none."""
+    stream = getattr(sys, "stderr", None)
+    if stream is not None:
+        try:
+            stream.write(text)
+            return
+        except Exception:  # noqa: BLE001 - the interpreter gives up silently too
+            return
+    assert _WARM is not None
+    _WARM["write"](2, text.encode(errors="backslashreplace"))
 
 
 def _exit_status(exit: SystemExit) -> int:
@@ -957,49 +1042,132 @@ def _exit_status(exit: SystemExit) -> int:
     if isinstance(code, int):
         # The interpreter takes a C long; the kernel keeps its low byte.
         return code & 0xFF if -(1 << 63) <= code < (1 << 63) else 0xFF
-    print(code, file=sys.stderr)
+    try:
+        _write_stderr(f"{code}\n")
+    except Exception:  # noqa: BLE001, S110 - a str() that raises: the status is still 1
+        pass
     return 1
 
 
 def _finish(status: int) -> None:
-    """Ends a program run in process as the interpreter ends a script, in what a program can
-    see of it: non-daemon threads are waited for, atexit functions run, the streams are
-    flushed, and the program's own modules (its __main__ first of all) are cleared and its
-    garbage collected, so finalizers (__del__, weakref callbacks) run. The interpreter's own
-    modules are left as they are: tearing them down in a fork costs ~13 ms (it touches every
-    page of the warm interpreter) and shows nothing."""
-    import atexit
-    import gc
-
-    if "threading" in sys.modules:
-        sys.modules["threading"]._shutdown()
-    atexit._run_exitfuncs()
-    if not _flush() and status >= 0:
-        status = 120
-    collect = gc.collect  # gc itself may be among the modules cleared
-    keep = _KEEP_MODULES
-    for name, module in reversed(list(sys.modules.items())):
-        if name == "__main__" or name not in keep:
-            _clear_module(module)
-    collect()
-    _flush()
-    if status < 0:
-        signal.signal(-status, signal.SIG_DFL)
-        os.kill(os.getpid(), -status)
-    os._exit(status if status >= 0 else 128 - status)
-
-
-def _flush() -> bool:
-    """Flushes the standard streams; False when stdout could not be (status 120, as the
-    interpreter's)."""
-    flushed = True
-    for stream in (sys.stdout, sys.stderr):
+    """Ends a program run in process as the interpreter ends a script (Py_FinalizeEx), in what
+    a program can see of it: non-daemon threads are joined, atexit functions run, the standard
+    streams are flushed (status 120 if that fails), and the program's own modules (its
+    __main__ first of all) are dropped and collected, so finalizers run with their globals
+    intact, then cleared. The interpreter's own modules are left as they are: tearing them down
+    in a fork costs ~13 ms (it touches every page of the warm interpreter) and shows nothing.
+    Only primitives bound in the warm interpreter are used: the program's modules may have
+    been changed."""
+    assert _WARM is not None
+    warm = _WARM
+    threading = sys.modules.get("threading")
+    if threading is not None:
         try:
-            if stream is not None:
-                stream.flush()
-        except Exception:  # noqa: BLE001 - as at the interpreter's exit, only the status says it
-            flushed = flushed and stream is not sys.stdout
+            threading._shutdown()
+        except BaseException as exc:  # noqa: BLE001 - e.g. ^C while joining: reported, ignored
+            _unraisable(exc, threading)
+    warm["run_exitfuncs"]()
+    if not _flush_std_files():
+        status = status if status < 0 else 120
+    if warm["threads"]() == 0:
+        # With daemon threads still running the interpreter would stop them first; it cannot
+        # be done from here, so their world is left as it is.
+        _drop_program_modules()
+    # As the interpreter, once modules are gone: the original streams are flushed again.
+    for name in ("stdin", "stdout", "stderr"):
+        setattr(sys, name, getattr(sys, f"__{name}__", None))
+    if not _flush_std_files():
+        status = status if status < 0 else 120
+    if status < 0:
+        warm["set_signal"](-status, signal.SIG_DFL)
+        warm["kill"](warm["getpid"](), -status)
+        status = 128 - status
+    warm["exit"](status)
+
+
+def _drop_program_modules() -> None:
+    """As finalize_modules, for the program's modules: out of sys.modules, a collection (their
+    objects' finalizers run with module globals intact), then whatever module is still alive is
+    cleared, and collected again."""
+    assert _WARM is not None
+    weakref, collect = _WARM["weakref"], _WARM["collect"]
+    alive = []
+    for name in reversed(list(sys.modules)):
+        if name == "__main__" or name not in _KEEP_MODULES:
+            module = sys.modules.pop(name, None)
+            try:
+                alive.append(weakref(module))
+            except TypeError:
+                continue
+    module = None
+    collect()
+    for ref in alive:
+        module = ref()
+        if module is not None:
+            _clear_module(module)
+    module = None
+    collect()
+
+
+def _flush_std_files() -> bool:
+    """As the interpreter at exit: flushes sys.stdout and sys.stderr unless missing or closed;
+    a stdout failure is reported as unraisable, a stderr one silently; False if either failed."""
+    flushed = True
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name, None)
+        if stream is None:
+            continue
+        try:
+            if getattr(stream, "closed", False):
+                continue
+        except Exception:  # noqa: BLE001, S110 - an unreadable `closed` counts as open
+            pass
+        try:
+            stream.flush()
+        except Exception as exc:  # noqa: BLE001 - reported like the interpreter
+            flushed = False
+            if name == "stdout":
+                _unraisable(exc, stream)
     return flushed
+
+
+def _unraisable(error: BaseException, where: object) -> None:
+    """As PyErr_WriteUnraisable: the program's sys.unraisablehook if it set one, else the
+    default's text on sys.stderr (nothing without one)."""
+    traceback = _own_frames_dropped(error)
+    hook = getattr(sys, "unraisablehook", None)
+    if hook is not None and hook is not sys.__unraisablehook__:
+        details = type("UnraisableHookArgs", (), {
+            "exc_type": type(error), "exc_value": error, "exc_traceback": traceback,
+            "err_msg": None, "object": where})()
+        try:
+            hook(details)
+        except Exception:  # noqa: BLE001, S110 - the interpreter ignores a failing hook too
+            pass
+        return
+    stream = getattr(sys, "stderr", None)
+    if stream is None:
+        return
+    try:
+        # The default hook's own format: the type (qualified outside builtins) and ": " and
+        # the message, even an empty one.
+        text = f"Exception ignored in: {where!r}\n"
+        if traceback is not None:
+            import traceback as tracebacks
+
+            text += "Traceback (most recent call last):\n" + "".join(
+                tracebacks.format_tb(traceback))
+        kind = type(error)
+        name = kind.__qualname__ if kind.__module__ in ("builtins", "__main__") else (
+            f"{kind.__module__}.{kind.__qualname__}")
+        try:
+            message = str(error)
+        except Exception:  # noqa: BLE001 - as the default hook says it
+            message = "<exception str() failed>"
+        stream.write(f"{text}{name}: {message}\n")
+        stream.flush()
+    except Exception:  # noqa: BLE001, S110 - nowhere left to say it
+        pass
 
 
 def _clear_module(module: Any) -> None:
@@ -1030,13 +1198,23 @@ if __name__ == "__main__":
         _runner, _path, _namespace = _become_program(_ready)
         del _ready
         _script = _open_script(_path)
-        if _script is None:
-            _finish(2)
-        _status = 0
-        try:
-            _runner(_script, os.fsencode(_path), 257, _namespace, _namespace, 1, None)
-        except SystemExit as _exit:
-            _status = _exit_status(_exit)
-        except BaseException as _error:  # noqa: BLE001 - as the interpreter: report, then exit
-            _status = _uncaught(_error)
+        _status = 2
+        _failure: BaseException | None = None
+        if _script is not None:
+            try:
+                _runner(_script, os.fsencode(_path), 257, _namespace, _namespace, 1, None)
+                _status = 0
+            except SystemExit as _exit:
+                _status = _exit_status(_exit)
+                del _exit
+            except BaseException as _error:  # noqa: BLE001 - as the interpreter: report, exit
+                _failure = _error
+                del _error
+        if _failure is not None:
+            # Outside the except block, as the interpreter has taken the exception out of the
+            # way when its hook runs: what the hook raises has no context.
+            _status = _uncaught(_failure)
+            _failure = None
+        # Nothing here may keep the program's __main__ alive past its end (see _finish).
+        del _runner, _namespace, _script
         _finish(_status)

@@ -8,7 +8,7 @@ import dataclasses
 import enum
 import marshal
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,14 +72,15 @@ class RunSpec:
     # (sandbox.warm); None: the program is started with execve.
     in_process: int | None = None
 
-    def encode(self, launcher_pid: int, zygote_pid: int = 0) -> bytes:
-        """The spec as the launcher `launcher_pid` (forked by `zygote_pid`, if any) reads it."""
+    def encode(self, launcher_pid: int, zygotes: Collection[int] = ()) -> bytes:
+        """The spec as the launcher `launcher_pid` reads it; `zygotes`: the pids of the
+        service's zygotes (whose process groups hold their forked launchers)."""
         bpf = None
         if self.seccomp:
             # The filter names the processes a run must never signal: init, the service (by pid
-            # and process group) and the run's own launcher.
-            bpf = filter_for({1, os.getpid(), os.getpgrp()}
-                             | ({zygote_pid} if zygote_pid else set()), launcher_pid)
+            # and process group), every zygote and the run's own launcher.
+            bpf = filter_for({1, os.getpid(), os.getpgrp(), *(pid for pid in zygotes if pid)},
+                             launcher_pid)
         return marshal.dumps({
             "argv": list(self.argv), "env": dict(self.env), "cwd": str(self.cwd),
             "limits": self.limits.as_dict(), "uid": self.uid, "gid": self.gid,
@@ -149,10 +150,11 @@ class Process:
                 kind, length = launcher.HEADER.unpack(await reader.readexactly(launcher.HEADER.size))
                 payload = await reader.readexactly(length)
             except asyncio.IncompleteReadError:
-                diagnostics = await self._stderr_task
+                diagnostics = (await self._stderr_task).decode(errors="replace").strip()
                 raise LaunchError(
-                    "the launcher ended without a result: "
-                    + diagnostics.decode(errors="replace").strip()[-2000:]
+                    "the launcher ended without a result: " + (
+                        diagnostics[-2000:] or "it was killed before it could say why (a "
+                        "launcher dies with the zygote that forked it)")
                 ) from None
             if kind == launcher.RESULT:
                 break
@@ -179,25 +181,26 @@ class Process:
 
 
 async def start(spec: RunSpec, python: str, zygote: Zygote | None = None,
-                warm: Zygote | None = None) -> Process:
+                warm: Zygote | None = None, zygotes: Collection[int] = ()) -> Process:
     """Starts the launcher for `spec` (forked by `zygote` when there is one and it answers,
     else started with the interpreter `python`); the program starts at once. A spec to run in
     process is forked from the warm interpreter `warm`, or if that does not answer, started
-    the ordinary way."""
+    the ordinary way. `zygotes`: the pids of every zygote of the service, which the program
+    may not signal."""
     for arg in spec.argv:
         if "\0" in arg:
             raise LaunchError("an argument contains a NUL character")
     if spec.in_process is not None:
         if warm is not None and (forked := await warm.fork()) is not None:
             process = Process(forked, spec)  # type: ignore[arg-type]
-            await process._send(launcher.SPEC, spec.encode(forked.pid, warm.pid))
+            await process._send(launcher.SPEC, spec.encode(forked.pid, zygotes))
             return process
         spec = dataclasses.replace(spec, in_process=None)
     if zygote is not None:
         forked = await zygote.fork()
         if forked is not None:
             process = Process(forked, spec)  # type: ignore[arg-type]
-            await process._send(launcher.SPEC, spec.encode(forked.pid, zygote.pid))
+            await process._send(launcher.SPEC, spec.encode(forked.pid, zygotes))
             return process
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -215,7 +218,7 @@ async def start(spec: RunSpec, python: str, zygote: Zygote | None = None,
     except OSError as exc:
         raise LaunchError(f"could not start the launcher: {exc}") from exc
     process = Process(proc, spec)
-    await process._send(launcher.SPEC, spec.encode(proc.pid))
+    await process._send(launcher.SPEC, spec.encode(proc.pid, zygotes))
     return process
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 # interpreter's cannot be one of its forks. (Others, e.g. HOME, are read later, from the
 # environ mapping, which each run gets in full.)
 STARTUP_PREFIXES = ("PYTHON", "LC_")
-STARTUP_NAMES = ("LANG", "LANGUAGE")
+STARTUP_NAMES = ("LANG", "LANGUAGE", "TZ")
 
 
 def startup_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

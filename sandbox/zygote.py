@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 log = logging.getLogger("sandbox")
 # A zygote that died is started again at most this often.
 RESTART_INTERVAL_S = 1.0
+# A zygote that has not answered a fork by then is taken for hung.
+ANSWER_TIMEOUT_S = 5.0
 
 
 class ForkedLauncher:
@@ -193,21 +195,32 @@ class Zygote:
         if self._channel is None or self._process is None or self._process.poll() is not None:
             self._restart()
             return None
-        loop = asyncio.get_running_loop()
         try:
             socket.send_fds(self._channel, [b"F"], list(fds))
-            answer = b""
-            while len(answer) < 4:
-                chunk = await loop.sock_recv(self._channel, 4 - len(answer))
-                if not chunk:
-                    raise ConnectionError("the zygote closed its channel")
-                answer += chunk
-        except (OSError, ConnectionError) as exc:
-            log.warning("the %s failed (%s); restarting it", self.name, exc)
+            answer = await asyncio.wait_for(self._answer(), ANSWER_TIMEOUT_S)
+        except (OSError, ConnectionError, TimeoutError) as exc:
+            # A stopped or hung zygote must not hold runs up: it is replaced (a late answer
+            # goes to the closed channel), and this run starts its launcher itself.
+            log.warning("the %s failed (%s); restarting it", self.name,
+                        exc if not isinstance(exc, TimeoutError)
+                        else f"no answer within {ANSWER_TIMEOUT_S:g} s")
+            with contextlib.suppress(Exception):
+                self.close()
             self._restart()
             return None
         pid: int = struct.unpack(">I", answer)[0]
         return pid or None  # 0: the zygote could not fork
+
+    async def _answer(self) -> bytes:
+        assert self._channel is not None
+        loop = asyncio.get_running_loop()
+        answer = b""
+        while len(answer) < 4:
+            chunk = await loop.sock_recv(self._channel, 4 - len(answer))
+            if not chunk:
+                raise ConnectionError("the zygote closed its channel")
+            answer += chunk
+        return answer
 
     def _restart(self) -> None:
         if self.starts >= 2 and time.monotonic() - self._started_at < RESTART_INTERVAL_S:

@@ -75,3 +75,13 @@ def test_a_filter_from_the_template_acts_as_one_built_for_the_run(launcher: int)
     kill = SIGNALLING_NUMBERS["kill"]
     assert evaluate(made, kill, (launcher, 9, 0, 0, 0, 0)) != evaluate(
         made, kill, (123456789, 9, 0, 0, 0, 0))
+
+
+@pytest.mark.parametrize("launcher", [2, 434, 31338, 4194303])
+def test_every_syscall_gets_the_same_action_from_both(launcher: int) -> None:
+    made, built = filter_for(FIXED, launcher), build_filter(FIXED, launcher)
+    for number in range(460):
+        for first in (launcher, -launcher, 0, -1, 1, RNG.randrange(1 << 32)):
+            args = (first, socket_type := RNG.choice((1, 2, 5, 0x80002)), 0, 0, 0, 0)
+            assert evaluate(made, number, args) == evaluate(built, number, args), (
+                number, first, socket_type)

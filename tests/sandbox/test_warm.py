@@ -8,14 +8,17 @@ scheduler in either case.)"""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from sandbox import Limits, Outcome, RunResult, Sandbox, SandboxConfig, WarmInterpreter
+from sandbox import zygote as zygote_module
 
 from ..utils import IS_ROOT, alive, run_processes, sandbox_uids
 
@@ -61,6 +64,15 @@ def observed(result: RunResult, workdir: str) -> dict[str, object]:
     return {"outcome": result.outcome, "exit_code": result.exit_code, "signal": result.signal,
             "stdout": clean(result.stdout), "stderr": clean(result.stderr)}
 
+
+def zipapp() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("__main__.py", "import sys\nprint('from the zip', sys.argv[1:])\n")
+    return buffer.getvalue()
+
+
+ZIPAPP = zipapp()
 
 INTROSPECTION = r'''"""The docstring."""
 import os, resource, signal, sys
@@ -166,6 +178,40 @@ PROGRAMS: dict[str, dict[str, str | bytes]] = {
         " __main__.__file__ == __file__)\n")},
     "a main file in a sub-folder": {"src/main.py": (
         "import sys, os\nprint(sys.argv[0], sys.path[0] == os.path.dirname(__file__))\n")},
+    # What ends a program, done by the interpreter at exit, each a way to go wrong:
+    "output to a file through a replaced stdout, closed at the end": {"main.py": (
+        "import sys\nsys.stdout = open('out.txt', 'w')\nprint(42)\nsys.stdout.close()\n"
+        "sys.stderr.write(open('out.txt').read())\n")},
+    "stdout closed": {"main.py": "import sys\nprint('bye')\nsys.stdout.close()\n"},
+    "stdout failing at the end": {"main.py": (
+        "import sys\nsys.stdout = open('/dev/full', 'w')\nprint('lost')\n")},
+    "stderr failing at the end": {"main.py": (
+        "import sys\nsys.stderr = open('/dev/full', 'w')\nprint('kept')\n"
+        "sys.stderr.write('lost')\n")},
+    "a daemon thread still running": {"main.py": (
+        "import threading\ndef spin():\n    while True:\n        pass\n"
+        "threading.Thread(target=spin, daemon=True).start()\nprint('main ends')\n")},
+    "a finalizer using a module global": {"main.py": (
+        "import sys\nclass C:\n    def __del__(self):\n        sys.stdout.write('del ran\\n')\n"
+        "c = C()\n")},
+    "^C while joining threads at exit": {"main.py": (
+        "import os, signal, threading, time\ndef late():\n    time.sleep(0.3)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(0.3)\n    print('thread done')\n"
+        "threading.Thread(target=late).start()\nprint('main done')\n")},
+    "an excepthook that raises": {"main.py": (
+        "import sys\ndef hook(*args):\n    raise ValueError('in the hook')\n"
+        "sys.excepthook = hook\n1 / 0\n")},
+    "no excepthook": {"main.py": "import sys\nsys.excepthook = None\n1 / 0\n"},
+    "an excepthook that exits": {"main.py": (
+        "import sys\ndef hook(*args):\n    sys.exit(5)\nsys.excepthook = hook\n1 / 0\n")},
+    "no stderr, sys.exit with a message": {"main.py": (
+        "import sys\nsys.stderr = None\nsys.exit('bye')\n")},
+    "os._exit replaced by the program": {"main.py": (
+        "import os\nos._exit = lambda code: print('patched', code)\nraise SystemExit(3)\n")},
+    "a zip archive as the script": {"main.py": ZIPAPP},
+    "a custom unraisablehook at a failing flush": {"main.py": (
+        "import sys\nsys.unraisablehook = lambda u: print('hook', u.exc_type.__name__,"
+        " file=sys.__stderr__)\nsys.stdout = open('/dev/full', 'w')\nprint('lost')\n")},
 }
 MAINS = {"no such script": "main.py", "a main file in a sub-folder": "src/main.py"}
 
@@ -214,14 +260,26 @@ def test_no_run_holds_anything_of_another_or_of_the_service(
     """A run's data stays in its own fork: the next run, forked from the same interpreter,
     finds none of it among its objects, nor the service's environment."""
     monkeypatch.setenv("SANDBOX_SERVICE_SECRET", "service-secret-value")
-    first = "import sys\nkept = sys.stdin.read()\nprint(len(kept))"
+    # Strings are not tracked by the collector: look inside every container it tracks, the
+    # frozen ones (the warm interpreter's own objects) included.
+    scan = ("import gc, json, os, sys\ngc.unfreeze()\n"
+            "def strings(o):\n    if isinstance(o, dict):\n        return [*o.keys(), *o.values()]\n"
+            "    if isinstance(o, (list, tuple, set, frozenset)):\n        return list(o)\n"
+            "    return []\n"
+            # The markers are held reversed, so the scan does not find its own.
+            "found = sum(1 for o in gc.get_objects() for v in strings(o)\n"
+            "            if isinstance(v, (str, bytes)) and any(\n"
+            "                m in (v if isinstance(v, str) else v.decode('latin-1'))[::-1]\n"
+            "                for m in ('terces-eno-nur', 'terces-ecivres')))\n"
+            "print(found, hasattr(json, 'kept'), 'SANDBOX_SERVICE_SECRET' in os.environ)")
+    first = ("import json, sys\nkept = [sys.stdin.read()]\njson.kept = kept\n" + scan)
     result, _ = run(warm_sandbox, {"main.py": first}, WARM, stdin=b"run-one-secret-" * 100)
-    assert result.stdout == b"1500\n"
-    scan = ("import gc, os\nfound = [o for o in gc.get_objects() if isinstance(o, (str, bytes))\n"
-            "         and ('run-one-secret' in str(o) or 'service-secret' in str(o))]\n"
-            "print(len(found), 'SANDBOX_SERVICE_SECRET' in os.environ)")
+    # The scan finds what a run holds itself (so it can fail) ...
+    count, kept, service = result.stdout.split()
+    assert (int(count) >= 1, kept, service) == (True, b"True", b"False"), result.stderr
+    # ... and nothing of the run before, nor of the service.
     result, _ = run(warm_sandbox, {"main.py": scan}, WARM)
-    assert result.stdout == b"0 False\n", result.stderr
+    assert result.stdout == b"0 False False\n", result.stderr
 
 
 def test_a_run_cannot_signal_its_warm_interpreter(warm_sandbox: Sandbox) -> None:
@@ -288,6 +346,8 @@ def test_script_index_matches_only_its_own_interpreter() -> None:
     assert WARM.script_index([PYTHON, "-B", "main.py"], ENV) is None
     assert WARM.script_index([PYTHON, *OPTIONS], ENV) is None
     assert WARM.script_index([PYTHON, *OPTIONS, "main.py"], {**ENV, "LANG": "C"}) is None
+    # The time module reads TZ when the interpreter starts.
+    assert WARM.script_index([PYTHON, *OPTIONS, "main.py"], {**ENV, "TZ": "Asia/Tokyo"}) is None
     with pytest.raises(ValueError):
         WarmInterpreter.of([PYTHON], ENV, ["os; import x"])
 
@@ -335,3 +395,54 @@ def test_an_interpreter_that_cannot_start_is_not_restarted_for_every_run(
     assert {(r.outcome, r.exit_code) for r in results} == {(Outcome.NONZERO_EXIT, 2)}
     assert all(b"-Q" in r.stderr for r in results)
     assert zygote.starts <= 3
+
+
+def test_threads_get_the_stack_size_of_the_runs_own_limit(warm_sandbox: Sandbox) -> None:
+    """The C library sizes thread stacks from RLIMIT_STACK at process start: a fresh run's,
+    which a fork must be given too."""
+    code = ("import ctypes\nlibc = ctypes.CDLL(None)\nattr = ctypes.create_string_buffer(64)\n"
+            "libc.pthread_getattr_default_np(attr)\nsize = ctypes.c_size_t()\n"
+            "libc.pthread_attr_getstacksize(attr, ctypes.byref(size))\nprint(size.value)\n"
+            + IN_PROCESS)
+    limits = LIMITS.replace(stack_bytes=64 << 20)
+    fresh, _ = run(warm_sandbox, {"main.py": code}, None, limits=limits)
+    warm, _ = run(warm_sandbox, {"main.py": code}, WARM, limits=limits)
+    assert fresh.stdout == f"{64 << 20}\nFalse False\n".encode()
+    assert warm.stdout == f"{64 << 20}\nTrue True\n".encode()
+
+
+def test_no_run_may_signal_any_zygote_of_the_service(work_root: Path) -> None:
+    """Seccomp alone (no per-run uid, no Landlock: runs are root here) must refuse a run's
+    signals to every zygote and its process group, not only to the one that forked it. Signal
+    0 only asks, so a broken filter shows without harming anything."""
+    sandbox = Sandbox(SandboxConfig(work_root=work_root, per_run_uid="off", landlock="off"))
+    try:
+        warm_zygote = sandbox.warm_zygote(WARM)
+        assert warm_zygote is not None and sandbox.zygote is not None
+        targets = [warm_zygote.pid, -warm_zygote.pid, sandbox.zygote.pid, -sandbox.zygote.pid]
+        code = ("import os, sys\nfor pid in map(int, sys.argv[1:]):\n    try:\n"
+                "        os.kill(pid, 0)\n        print('reached', pid)\n"
+                "    except OSError as exc:\n        print(type(exc).__name__)\n")
+        for warm in (None, WARM):
+            result, _ = run(sandbox, {"main.py": code}, warm, args=tuple(map(str, targets)))
+            assert result.stdout == b"PermissionError\n" * 4, (warm, result)
+    finally:
+        sandbox.close()
+
+
+def test_a_hung_warm_interpreter_is_replaced_and_holds_no_run_up(
+        warm_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zygote_module, "ANSWER_TIMEOUT_S", 0.5)
+    zygote = warm_sandbox.warm_zygote(WARM)
+    assert zygote is not None
+    stopped = zygote.pid
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        result, _ = run(warm_sandbox, {"main.py": IN_PROCESS}, WARM)
+        assert (result.outcome, result.stdout) == (Outcome.OK, b"False False\n")
+        assert not alive(stopped) and zygote.pid != stopped and zygote.alive
+        result, _ = run(warm_sandbox, {"main.py": IN_PROCESS}, WARM)
+        assert result.stdout == b"True True\n"
+    finally:
+        if alive(stopped):
+            os.kill(stopped, signal.SIGKILL)
