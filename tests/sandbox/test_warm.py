@@ -12,7 +12,7 @@ import io
 import os
 import signal
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -32,16 +32,6 @@ LIMITS = Limits(wall_timeout_s=10, cpu_time_s=10, memory_bytes=512 << 20, max_pr
                 max_file_bytes=1 << 20)
 # Whether the program runs in a fork of a warm interpreter: its module frame has a caller there.
 IN_PROCESS = "import inspect\nprint(len(inspect.stack()) > 1, 'heapq' in __import__('sys').modules)"
-
-
-@pytest.fixture
-def warm_sandbox(work_root: Path) -> Iterator[Sandbox]:
-    uids = sandbox_uids()
-    sandbox = Sandbox(SandboxConfig(work_root=work_root, uid_first=uids.start,
-                                    uid_count=len(uids)))
-    assert sandbox.warm_zygote(WARM) is not None
-    yield sandbox
-    sandbox.close()
 
 
 def run(sandbox: Sandbox, files: Mapping[str, str | bytes], warm: WarmInterpreter | None,
