@@ -270,6 +270,70 @@ def test_launchers_are_forked_from_the_zygote_which_comes_back_if_killed(work_ro
     assert not alive(zygote.pid)
 
 
+def test_the_zygote_keeps_a_spare_launcher_and_replaces_one_that_dies(work_root: Path) -> None:
+    """One launcher is forked ahead of its run and waits; a run takes it, the zygote forks the
+    next. A spare killed while it waits is replaced, without a restart of the zygote."""
+    sandbox = Sandbox(SandboxConfig(work_root=work_root, uid_first=sandbox_uids().start,
+                                    uid_count=len(sandbox_uids())))
+    zygote = sandbox.zygote
+    assert zygote is not None
+
+    def spares() -> list[int]:
+        deadline = time.monotonic() + 10
+        while True:
+            children = [c.pid for c in psutil.Process(zygote.pid).children()
+                        if c.status() != psutil.STATUS_ZOMBIE]
+            if children or time.monotonic() > deadline:
+                return children
+            time.sleep(0.01)
+
+    async def launcher_pid() -> tuple[int, int, RunResult]:
+        async with sandbox.jail() as jail:
+            process = await jail.start([PYTHON, "-c", "print('up')"], ENV, Limits())
+            pid = process._proc.pid
+            parent = psutil.Process(pid).ppid()
+            await process.close_stdin()
+            return pid, parent, await process.wait()
+
+    try:
+        waiting = spares()
+        assert len(waiting) == 1
+        pid, parent, result = asyncio.run(launcher_pid())
+        assert (pid, parent, result.stdout) == (waiting[0], zygote.pid, b"up\n")
+        waiting = spares()
+        assert len(waiting) == 1 and waiting[0] != pid
+        os.kill(waiting[0], signal.SIGKILL)
+        pid, parent, result = asyncio.run(launcher_pid())
+        # Forked by the same zygote (a new spare), not started afresh.
+        assert (parent, result.stdout) == (zygote.pid, b"up\n") and pid != waiting[0]
+        assert zygote.starts == 1
+    finally:
+        sandbox.close()
+    assert not alive(zygote.pid)
+
+
+def test_a_zygote_ends_with_its_spare_when_the_service_closes_the_channel(
+        work_root: Path) -> None:
+    sandbox = Sandbox(SandboxConfig(work_root=work_root, uid_first=sandbox_uids().start,
+                                    uid_count=len(sandbox_uids())))
+    zygote = sandbox.zygote
+    assert zygote is not None and zygote._channel is not None and zygote._process is not None
+    try:
+        deadline = time.monotonic() + 10
+        while not psutil.Process(zygote.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        spare = psutil.Process(zygote.pid).children()[0].pid
+        zygote._channel.close()
+        zygote._channel = None
+        assert zygote._process.wait(timeout=10) == 0
+        deadline = time.monotonic() + 10
+        while alive(spare) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not alive(spare)
+    finally:
+        sandbox.close()
+
+
 def test_a_program_cannot_signal_the_zygote(work_root: Path) -> None:
     # Without Landlock's scoping (or a per-run uid): seccomp alone protects it.
     sandbox = Sandbox(SandboxConfig(work_root=work_root, landlock="off", per_run_uid="off"))
