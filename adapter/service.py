@@ -78,7 +78,7 @@ class Service:
                    compile_cache=cache, compile_cache_detail=detail)
 
     @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
+    async def run_slot(self) -> AsyncIterator[None]:
         """An admission slot for one execution or compile: a full waiting line is counted as a
         rejection, and a cancellation (only a shutdown past its grace period cancels a run, its
         jail gone by then) becomes a clear 503 to retry elsewhere rather than a bare 500."""
@@ -97,7 +97,7 @@ class Service:
         """One execution (see runtimes.execute for `options`) in an admission slot, counted;
         compiles go through the compile cache."""
         options.setdefault("cache", self.compile_cache)
-        async with self._slot():
+        async with self.run_slot():
             started = time.perf_counter()
             execution = await execute(self.sandbox, runtime, files, **options)
         self.metrics.observe_run(runtime.name, outcome_name(execution),
@@ -109,7 +109,7 @@ class Service:
         """One compile kept for later runs (see runtimes.compile_program), through the compile
         cache, in an admission slot. A failed compile is counted as a run ending in
         compile_error."""
-        async with self._slot():
+        async with self.run_slot():
             started = time.perf_counter()
             compiled = await compile_program(self.sandbox, runtime, files,
                                              cache=self.compile_cache, **options)

@@ -89,7 +89,7 @@ def _timeout(service: Service, value: Any, path: str) -> float:
 
 async def _cell(service: Service, session: Session, code: str, timeout_s: float) -> dict[str, Any]:
     """Runs a cell in an admission slot; the parts both families' replies are made of."""
-    cell = await service.sessions.run(session, code, timeout_s, service.admission.slot)
+    cell = await service.sessions.run(session, code, timeout_s, service.run_slot)
     stderr = text(cell.stderr)
     if cell.reset is not None:
         stderr += (f"\nThe session state was reset: {cell.reset}. Variables and imports are "
