@@ -22,8 +22,8 @@ from .utils import (
     find_user,
     make_work_root,
     provide_user_python,
-    run_server,
     sandbox_uids,
+    serve,
     suite_settings_environ,
     unprivileged_unavailable,
     use_warm_python,
@@ -85,12 +85,8 @@ def sandbox(work_root: Path, request: pytest.FixtureRequest) -> Iterator[Sandbox
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
     """One real service under uvicorn, with a small output cap and a secret in its environment."""
-    root = make_work_root()
-    try:
-        with run_server(root, SERVER_ENV) as srv:
-            yield srv
-    finally:
-        shutil.rmtree(root.parent, ignore_errors=True)
+    with serve(SERVER_ENV) as srv:
+        yield srv
 
 
 def skip_or_fail(reason: str) -> NoReturn:
@@ -111,19 +107,16 @@ def unprivileged_server() -> Iterator[Server]:
     user = find_user(SERVICE_USER)
     assert user is not None
     python = provide_user_python()
-    root = make_work_root(owner=user)
-    try:
-        with run_server(root, SERVER_ENV, user=user, python=python) as srv:
-            yield srv
-    finally:
-        shutil.rmtree(root.parent, ignore_errors=True)
+    with serve(SERVER_ENV, user=user, python=python) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")
 def app_client() -> Iterator[TestClient]:
     """The app in-process (Starlette's TestClient), for request validation tables."""
     root = make_work_root()
-    app = create_app(Settings.from_environ(suite_settings_environ(), work_root=root, max_body_bytes=1 << 20))
+    app = create_app(Settings.from_environ(suite_settings_environ(), work_root=root,
+                                           max_body_bytes=1 << 20))
     with TestClient(app, raise_server_exceptions=False) as client:
         deadline = time.monotonic() + 60
         while client.get("/health").status_code != 200:

@@ -369,6 +369,19 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
+def serve(env: Mapping[str, str] | None = None, *, user: ServiceUser | None = None,
+          python: str = sys.executable) -> Iterator[Server]:
+    """`run_server` in a work root of its own (made for `user` when given), removed afterwards
+    with the server's log."""
+    root = make_work_root(owner=user)
+    try:
+        with run_server(root, env, user=user, python=python) as server:
+            yield server
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+
+
+@contextmanager
 def run_server(work_root: Path, env: Mapping[str, str] | None = None, *,
                user: ServiceUser | None = None, python: str = sys.executable) -> Iterator[Server]:
     """`python -m adapter` on a free port, until /health answers 200; killed afterwards.

@@ -7,14 +7,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from ..utils import Server, assert_nothing_left, make_work_root, run_server
+from ..utils import Server, assert_nothing_left, serve
 
 
 @pytest.fixture
 def narrow_server() -> Iterator[Server]:
-    root = make_work_root()
-    with run_server(root, {"SANDBOX_MAX_CONCURRENT_RUNS": "1",
-                           "SANDBOX_MAX_QUEUED_RUNS": "1"}) as server:
+    with serve({"SANDBOX_MAX_CONCURRENT_RUNS": "1", "SANDBOX_MAX_QUEUED_RUNS": "1"}) as server:
         yield server
 
 

@@ -35,6 +35,7 @@ from ..utils import (
     assert_nothing_left,
     make_work_root,
     run_server,
+    serve,
 )
 
 LEGACY = "2024-02-02-preview"
@@ -882,29 +883,19 @@ def test_sessions_in_the_unprivileged_mode(unprivileged_server: Server) -> None:
 def brief_server() -> Iterator[Server]:
     """A server whose sessions cool down after 1 s idle, and whose runs and cells stop after
     CEILING_S at most."""
-    root = make_work_root()
-    settings = {**SERVER_ENV, "SANDBOX_SESSION_COOLDOWN_S": "1",
-                "SANDBOX_MAX_WALL_TIMEOUT_S": str(CEILING_S)}
-    try:
-        with run_server(root, settings) as srv:
-            yield srv
-    finally:
-        shutil.rmtree(root.parent, ignore_errors=True)
+    with serve({**SERVER_ENV, "SANDBOX_SESSION_COOLDOWN_S": "1",
+                "SANDBOX_MAX_WALL_TIMEOUT_S": str(CEILING_S)}) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def small_server() -> Iterator[Server]:
     """A server with small ceilings on live sessions and on each session's files."""
-    root = make_work_root()
-    settings = {**SERVER_ENV, "SANDBOX_MAX_SESSIONS": str(MAX_SESSIONS),
+    with serve({**SERVER_ENV, "SANDBOX_MAX_SESSIONS": str(MAX_SESSIONS),
                 "SANDBOX_MAX_DISK_BYTES": str(DISK_BYTES),
                 "SANDBOX_MAX_DISK_FILES": str(DISK_FILES),
-                "SANDBOX_MAX_UPLOAD_BYTES": str(UPLOAD_BYTES)}
-    try:
-        with run_server(root, settings) as srv:
-            yield srv
-    finally:
-        shutil.rmtree(root.parent, ignore_errors=True)
+                "SANDBOX_MAX_UPLOAD_BYTES": str(UPLOAD_BYTES)}) as srv:
+        yield srv
 
 
 def test_an_idle_session_ends_after_the_cooldown_with_its_files(brief_server: Server) -> None:
@@ -1079,29 +1070,25 @@ def test_without_mount_namespaces_mnt_data_links_to_one_session_at_a_time() -> N
     """A default container (no CAP_SYS_ADMIN): /mnt/data is a link to the folder of the oldest
     live session, which in a pool container is the only one; a second session cannot follow
     the link into the first one's folder, and the link goes with its session."""
-    root = make_work_root()
-    try:
-        with run_server(root, {"SANDBOX_MNTNS": "off"}) as srv:
-            with srv.client() as client:
-                status = client.get("/").json()["sessions"]["filesAt"]
-                assert status == "/mnt/data links to the folder of the oldest live session " \
-                                 "(one at a time)"
+    with serve({"SANDBOX_MNTNS": "off"}) as srv:
+        with srv.client() as client:
+            status = client.get("/").json()["sessions"]["filesAt"]
+            assert status == "/mnt/data links to the folder of the oldest live session " \
+                             "(one at a time)"
 
-                def cell(identifier: str, code: str) -> dict[str, Any]:
-                    reply = client.post(f"/code/execute?identifier={identifier}",
-                                        json={"properties": {"code": code}})
-                    return dict(reply.json()["properties"])
+            def cell(identifier: str, code: str) -> dict[str, Any]:
+                reply = client.post(f"/code/execute?identifier={identifier}",
+                                    json={"properties": {"code": code}})
+                return dict(reply.json()["properties"])
 
-                client.post("/files/upload?identifier=first-1",
-                            files={"file": ("/mnt/data/a.txt", b"first's")})
-                assert cell("first-1", "open('/mnt/data/a.txt').read()")["result"] == "first's"
-                second = cell("second-1", "try:\n    r = open('/mnt/data/a.txt').read()\n"
-                                          "except OSError as e:\n    r = type(e).__name__\nr")
-                assert second["result"] == "PermissionError"
-                for identifier in ("first-1", "second-1"):
-                    assert client.delete("/session", params={"identifier": identifier}) \
-                        .status_code == 204
-                assert not os.path.lexists("/mnt/data")
-            assert_nothing_left(srv)
-    finally:
-        shutil.rmtree(root.parent, ignore_errors=True)
+            client.post("/files/upload?identifier=first-1",
+                        files={"file": ("/mnt/data/a.txt", b"first's")})
+            assert cell("first-1", "open('/mnt/data/a.txt').read()")["result"] == "first's"
+            second = cell("second-1", "try:\n    r = open('/mnt/data/a.txt').read()\n"
+                                      "except OSError as e:\n    r = type(e).__name__\nr")
+            assert second["result"] == "PermissionError"
+            for identifier in ("first-1", "second-1"):
+                assert client.delete("/session", params={"identifier": identifier}) \
+                    .status_code == 204
+            assert not os.path.lexists("/mnt/data")
+        assert_nothing_left(srv)
