@@ -12,7 +12,6 @@ scale.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import secrets
 import shutil
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from service import percentile, start_service
+from service import percentile, start_service, throughput, timed
 
 CPP_SUM = ('#include <iostream>\nint main(){ long a, b; std::cin >> a >> b; '
            'std::cout << a + b << "\\n"; }\n')
@@ -82,20 +81,15 @@ def main() -> None:
 
         hello = execute(client, f"// {secrets.token_hex(8)}\n{CPP_HELLO}")
         first = hello()
-        samples = [hello() for _ in range(options.runs)]
-        started = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda _: hello(), range(options.runs * 2)))
-        rate = options.runs * 2 / (time.perf_counter() - started)
+        samples = timed(hello, options.runs)
+        rate = throughput(hello, options.runs * 2)
         print(f"{'c++ hello via HTTP, first (uncached) compile':<46} {first:8.2f} ms")
         print(f"{'c++ hello via HTTP, cached, concurrency 1':<46} "
               f"p50 {statistics.median(samples):8.2f} ms   p99 {percentile(samples, 0.99):8.2f} ms")
         print(f"{'c++ hello via HTTP, cached, concurrency 8':<46} {rate:8.1f} req/s")
-        python = []
-        for _ in range(options.runs):
-            began = time.perf_counter()
-            client.post("/python/execute", json={"properties": {"code": "print(1)"}})
-            python.append((time.perf_counter() - began) * 1000)
+        python = timed(lambda: client.post("/python/execute",
+                                           json={"properties": {"code": "print(1)"}}),
+                       options.runs)
         print(f"{'for scale: python print(1) via HTTP':<46} "
               f"p50 {statistics.median(python):8.2f} ms")
         cache = client.get("/").json()["compileCache"]

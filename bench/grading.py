@@ -16,7 +16,6 @@ is printed with its target and whether it is met.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import secrets
 import shutil
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from service import percentile, start_service
+from service import percentile, start_service, throughput, timed
 
 PYTHON = "/usr/local/bin/python3" if os.path.exists("/usr/local/bin/python3") else "/usr/bin/python3"
 CPP_HELLO = '#include <cstdio>\nint main(){ std::puts("1"); }\n'
@@ -48,22 +47,6 @@ class Table:
         verdict = "" if met is None else ("met" if met else "NOT met")
         self.rows.append((name, figure, f"{target} {verdict}".strip()))
         print(f"{name:<58} {figure:<30} {target} {verdict}", flush=True)
-
-
-def samples_of(action: Callable[[], object], runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
-def rate_of(action: Callable[[], object], runs: int, concurrency: int = 8) -> float:
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lambda _: action(), range(runs)))
-    return runs / (time.perf_counter() - started)
 
 
 def p50_p99(samples: list[float]) -> str:
@@ -156,8 +139,8 @@ def main() -> None:
                 ("warm", warm, 8.0, 200.0), ("fresh", fresh, None, None)):
             call = execute(client, "python", "print(1)")
             call()
-            samples = samples_of(call, runs)
-            rate = rate_of(call, runs * 2)
+            samples = timed(call, runs)
+            rate = throughput(call, runs * 2)
             p50 = statistics.median(samples)
             table.add(f"Python print(1), {name}, concurrency 1 (p50 / p99)", p50_p99(samples),
                       f"<= {p50_target:g} ms" if p50_target else "",
@@ -165,7 +148,7 @@ def main() -> None:
             table.add(f"Python print(1), {name}, concurrency 8", f"{rate:.1f} req/s",
                       f">= {rate_target:g} req/s" if rate_target else "",
                       rate >= rate_target if rate_target else None)
-        spawn = samples_of(lambda: subprocess.run([PYTHON, "-c", "print(1)"], check=True,
+        spawn = timed(lambda: subprocess.run([PYTHON, "-c", "print(1)"], check=True,
                                                   stdout=subprocess.DEVNULL), runs)
         table.add("floor: bare spawn of python3 -c 'print(1)'", p50_p99(spawn))
         table.add("floor: fork of a warmed python running print(1)",
@@ -174,8 +157,8 @@ def main() -> None:
 
         hello = execute(warm, "cpp", f"// {secrets.token_hex(8)}\n{CPP_HELLO}")
         hello()  # compiles once; every later request is a cache hit
-        samples = samples_of(hello, runs)
-        rate = rate_of(hello, runs * 2)
+        samples = timed(hello, runs)
+        rate = throughput(hello, runs * 2)
         p50 = statistics.median(samples)
         table.add("C++ hello, cached compile, concurrency 1 (p50 / p99)", p50_p99(samples),
                   "<= 5 ms", p50 <= 5)
@@ -185,7 +168,7 @@ def main() -> None:
         source.write_text(CPP_HELLO)
         gxx = shutil.which("g++") or "/usr/bin/g++"
         subprocess.run([gxx, "-O2", "-o", str(binary), str(source)], check=True)
-        table.add("floor: bare spawn of the compiled hello", p50_p99(samples_of(
+        table.add("floor: bare spawn of the compiled hello", p50_p99(timed(
             lambda: subprocess.run([str(binary)], check=True, stdout=subprocess.DEVNULL), runs)))
         print()
 
@@ -203,7 +186,7 @@ def main() -> None:
         without = [compile_ms(fresh) for _ in range(options.compiles)]
         std_source = work / "std.cpp"
         std_source.write_text(STDCXX)
-        bare = samples_of(lambda: subprocess.run(
+        bare = timed(lambda: subprocess.run(
             [gxx, "-std=gnu++17", "-O2", "-o", str(work / "std"), str(std_source)], check=True),
             options.compiles)
         best = statistics.median(with_header) / 1000

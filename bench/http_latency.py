@@ -10,37 +10,19 @@ g++ plus the binary) without the service; then the ratios.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import shutil
 import statistics
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from service import percentile, start_service
+from service import percentile, start_service, throughput, timed
 
 CPP_HELLO = '#include <cstdio>\nint main(){ std::puts("1"); }\n'
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "/usr/local/bin/python3"
-
-
-def timed(action: Callable[[], object], runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
-def throughput(action: Callable[[], None], runs: int, concurrency: int) -> float:
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lambda _: action(), range(runs)))
-    return runs / (time.perf_counter() - started)
 
 
 def row(name: str, samples: list[float]) -> None:

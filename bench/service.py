@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -47,3 +48,21 @@ def start_service(work: Path, env: Mapping[str, str] | None = None
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def timed(action: Callable[[], object], runs: int) -> list[float]:
+    """Milliseconds each of `runs` calls of `action` took, one after another."""
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def throughput(action: Callable[[], object], runs: int, concurrency: int = 8) -> float:
+    """Calls per second of `action`, `runs` of them, `concurrency` at a time."""
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda _: action(), range(runs)))
+    return runs / (time.perf_counter() - started)
