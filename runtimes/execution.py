@@ -77,9 +77,9 @@ def effective_limits(defaults: Limits, ceilings: Limits, **overrides: float | No
     return defaults.replace(**overrides).clamp(ceilings)
 
 
-def _expand(stage: Stage, runtime: Runtime, jail: Jail, main: str, sources: Sequence[str],
+def _expand(stage: Stage, runtime: Runtime, workdir: Path, main: str, sources: Sequence[str],
             args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    values = {**runtime.executables, "workdir": str(jail.path), "source": main}
+    values = {**runtime.executables, "workdir": str(workdir), "source": main}
     argv: list[str] = []
     for arg in stage.argv:
         if arg == "{args...}":
@@ -99,12 +99,10 @@ def warm_interpreter(runtime: Runtime) -> WarmInterpreter | None:
     stage = runtime.run
     if stage.warm is None:
         return None
-    index = stage.argv.index("{source}")
-    values = {**runtime.executables, "workdir": "/"}
-    return WarmInterpreter.of(
-        [arg.format(**values) for arg in stage.argv[:index]],
-        {name: value.format(**values) for name, value in {**BASE_ENV, **stage.env}.items()},
-        stage.warm.preload)
+    # The loader checked that only the interpreter and its options come before the script, so
+    # they expand one for one; what depends on the working directory is not read at start-up.
+    argv, env = _expand(stage, runtime, Path("/"), "", (), ())
+    return WarmInterpreter.of(argv[:stage.argv.index("{source}")], env, stage.warm.preload)
 
 
 def _classify(result: RunResult, stage: Stage) -> RunResult:
@@ -192,7 +190,7 @@ async def execute(
                 events.finished("compile", compiled.result)
             if not compiled.result.ok:
                 return Execution(runtime, compiled.result, None, compiled.cached)
-        argv, env = _expand(runtime.run, runtime, jail, main, (), args)
+        argv, env = _expand(runtime.run, runtime, jail.path, main, (), args)
         result = _classify(await _run_stage(jail, "run", argv, env, run_limits,
                                             runtime.read_paths, stdin, on_output, events,
                                             warm_interpreter(runtime)),
@@ -261,7 +259,7 @@ async def _run_compiler(jail: Jail, runtime: Runtime, files: Sequence[SourceFile
                         args: Sequence[str], limits: Limits, events: StageEvents | None,
                         keep_files: bool) -> Compiled:
     assert runtime.compile is not None
-    argv, env = _expand(runtime.compile, runtime, jail, main, _compile_sources(runtime, files),
+    argv, env = _expand(runtime.compile, runtime, jail.path, main, _compile_sources(runtime, files),
                         args)
     result = _classify(await _run_stage(jail, "compile", argv, env, limits, runtime.read_paths,
                                         b"", None, events), runtime.compile)

@@ -125,12 +125,18 @@ def _ctypes() -> Any:
     return _ctypes_module
 
 
+_libc_handle: Any = None
+
+
 def _load_libc() -> Any:
-    # Loaded only when a run needs it; CDLL by soname, as find_library would fork ldconfig.
-    ctypes = _ctypes()
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
+    """The C library, loaded once, when a run first needs it (a zygote loads it for all its
+    launchers). CDLL by soname, as find_library would fork ldconfig."""
+    global _libc_handle
+    if _libc_handle is None:
+        ctypes = _ctypes()
+        _libc_handle = ctypes.CDLL("libc.so.6", use_errno=True)
+        _libc_handle.syscall.restype = ctypes.c_long
+    return _libc_handle
 
 
 def ctypes_int(value: int) -> Any:
@@ -744,8 +750,9 @@ def _serve_as_zygote(prctl: Any, channel_fd: int) -> None:
     environment."""
     import socket
 
-    # Every run that is confined by Landlock or seccomp needs ctypes: imported once, here.
-    _ctypes()
+    # Every run that is confined by Landlock or seccomp needs ctypes and the C library: loaded
+    # once, here.
+    _load_libc()
     channel = socket.socket(fileno=channel_fd)
     prctl.set_dumpable(False)
     # If the service dies, so do we, and through their pdeathsig the launchers and programs.
@@ -904,9 +911,7 @@ def _serve_warm(prctl: Any, channel_fd: int, preload: list[str]) -> None:
     # The launcher's folder (a script's sys.path[0]) and prctl's are the launcher's alone; its
     # imports are forgotten (it keeps its references), so programs see only what they would.
     sys.path[:] = _PATH_AT_START[1:]
-    for name in list(sys.modules):
-        if name not in _MODULES_AT_START:
-            del sys.modules[name]
+    _keep_only_modules(_MODULES_AT_START)
     for name in preload:
         try:
             __import__(name)
@@ -917,12 +922,11 @@ def _serve_warm(prctl: Any, channel_fd: int, preload: list[str]) -> None:
     runner.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.py_object,
                        ctypes.py_object, ctypes.c_int, ctypes.c_void_p]
     runner.restype = ctypes.py_object
-    libc = ctypes.CDLL(None, use_errno=True)
-    fopen = libc.fopen
+    fopen = _load_libc().fopen
     fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
     fopen.restype = ctypes.c_void_p
     _WARM = {"path": tuple(sys.path), "modules": frozenset(sys.modules), "ctypes": ctypes,
-             "runner": runner, "fopen": fopen, "libc": libc}
+             "runner": runner, "fopen": fopen}
     # What the end of a run calls, bound now: a program may replace os._exit and the like in
     # its modules, which must not change how it ends (the interpreter calls C for these).
     import _thread
@@ -980,9 +984,7 @@ def _become_program(spec: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
         # would import: give it back the modules it starts with, and nothing preloaded.
         keep = _MODULES_AT_START
     _KEEP_MODULES = keep
-    for name in list(sys.modules):
-        if name not in keep:
-            del sys.modules[name]
+    _keep_only_modules(keep)
     # The random module reseeds itself in every fork (os.register_at_fork), so no two runs
     # share the warm interpreter's random state (tests/sandbox/test_warm.py checks it).
     main = type(sys)("__main__")
@@ -1002,7 +1004,7 @@ def _set_thread_stack_size(stack_bytes: int) -> None:
     started, which for a fork is the warm interpreter's: set it from the run's, as the C
     library computes it (at least PTHREAD_STACK_MIN, rounded up to a page)."""
     assert _WARM is not None
-    ctypes, libc = _WARM["ctypes"], _WARM["libc"]
+    ctypes, libc = _WARM["ctypes"], _load_libc()
     page = os.sysconf("SC_PAGE_SIZE")
     size = -(-max(stack_bytes, os.sysconf("SC_THREAD_STACK_MIN")) // page) * page
     attr = ctypes.create_string_buffer(64)  # pthread_attr_t: 56 bytes on x86_64
@@ -1010,6 +1012,13 @@ def _set_thread_stack_size(stack_bytes: int) -> None:
         if libc.pthread_attr_setstacksize(attr, ctypes.c_size_t(size)) == 0:
             libc.pthread_setattr_default_np(attr)
         libc.pthread_attr_destroy(attr)
+
+
+def _keep_only_modules(names: frozenset[str]) -> None:
+    """Forgets every imported module not in `names` (whoever holds one keeps it)."""
+    for name in list(sys.modules):
+        if name not in names:
+            del sys.modules[name]
 
 
 def _plain_script(script: str) -> bool:

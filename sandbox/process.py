@@ -190,18 +190,17 @@ async def start(spec: RunSpec, python: str, zygote: Zygote | None = None,
     for arg in spec.argv:
         if "\0" in arg:
             raise LaunchError("an argument contains a NUL character")
+    forked = None
     if spec.in_process is not None:
-        if warm is not None and (forked := await warm.fork()) is not None:
-            process = Process(forked, spec)  # type: ignore[arg-type]
-            await process._send(launcher.SPEC, spec.encode(forked.pid, zygotes))
-            return process
-        spec = dataclasses.replace(spec, in_process=None)
-    if zygote is not None:
+        forked = await warm.fork() if warm is not None else None
+        if forked is None:
+            spec = dataclasses.replace(spec, in_process=None)
+    if forked is None and zygote is not None:
         forked = await zygote.fork()
-        if forked is not None:
-            process = Process(forked, spec)  # type: ignore[arg-type]
-            await process._send(launcher.SPEC, spec.encode(forked.pid, zygotes))
-            return process
+    if forked is not None:
+        process = Process(forked, spec)  # type: ignore[arg-type]
+        await process._send(launcher.SPEC, spec.encode(forked.pid, zygotes))
+        return process
     try:
         proc = await asyncio.create_subprocess_exec(
             python, "-I", "-S", "-B", LAUNCHER_PATH, PRCTL_DIR,
