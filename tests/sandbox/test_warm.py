@@ -20,7 +20,8 @@ import pytest
 from sandbox import Limits, Outcome, RunResult, Sandbox, SandboxConfig, WarmInterpreter
 from sandbox import zygote as zygote_module
 
-from ..utils import IS_ROOT, alive, run_processes, sandbox_uids
+from ..utils import alive, sandbox_uids
+from .test_process import assert_clean
 
 PYTHON = next(p for p in ("/usr/local/bin/python3", "/usr/bin/python3") if os.path.exists(p))
 OPTIONS = ("-B", "-u", "-s")
@@ -215,9 +216,7 @@ def test_a_program_cannot_tell_a_warm_interpreter_from_a_fresh_one(
     warm_result, workdir = run(warm_sandbox, files, WARM, b"line one\nline two\n", main=main)
     assert observed(warm_result, workdir) == fresh
     assert fresh["outcome"] is not None
-    assert list(warm_sandbox.config.work_root.iterdir()) == []
-    if IS_ROOT:
-        assert run_processes() == []
+    assert_clean(warm_sandbox)
 
 
 def test_the_table_really_runs_in_process(warm_sandbox: Sandbox) -> None:
@@ -280,6 +279,7 @@ def test_a_run_cannot_signal_its_warm_interpreter(warm_sandbox: Sandbox) -> None
     result, _ = run(warm_sandbox, {"main.py": code}, WARM)
     assert result.stdout == b"PermissionError\n"
     assert alive(zygote.pid) and zygote.starts == 1
+    assert_clean(warm_sandbox)
 
 
 def test_a_dead_warm_interpreter_is_restarted_and_runs_start_fresh_meanwhile(
@@ -416,6 +416,9 @@ def test_no_run_may_signal_any_zygote_of_the_service(work_root: Path) -> None:
         for warm in (None, WARM):
             result, _ = run(sandbox, {"main.py": code}, warm, args=tuple(map(str, targets)))
             assert result.stdout == b"PermissionError\n" * 4, (warm, result)
+        assert alive(warm_zygote.pid) and alive(sandbox.zygote.pid)
+        assert (warm_zygote.starts, sandbox.zygote.starts) == (1, 1)
+        assert_clean(sandbox)
     finally:
         sandbox.close()
 
