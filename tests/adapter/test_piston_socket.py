@@ -70,6 +70,18 @@ def conversation(server: Server, path: str = CONNECT) -> Iterator[Conversation]:
     assert server.health().text == "ok"
 
 
+def once_ready(server: Server, message: dict[str, Any], code: str = READY_THEN_SLEEP
+               ) -> tuple[list[dict[str, Any]], tuple[int, str] | None]:
+    """Starts `code`, sends `message` once it printed "ready", and returns the messages that
+    followed and how the connection was closed."""
+    with conversation(server) as talk:
+        talk.send(init("python", code))
+        talk.receive_until(is_data("ready\n"))
+        talk.send(message)
+        messages = talk.rest()
+    return messages, talk.close
+
+
 def init(language: str, code: str, **fields: Any) -> dict[str, Any]:
     name = "main.cpp" if language in ("c++", "cpp", "g++") else "main.py"
     return {"type": "init", "language": language, "version": "*",
@@ -165,18 +177,14 @@ def test_init_in_a_binary_frame_is_read_as_json(server: Server) -> None:
 
 
 def test_sigint_reaches_the_program(server: Server) -> None:
-    with conversation(server) as talk:
-        talk.send(init("python", READY_THEN_SLEEP))
-        talk.receive_until(is_data("ready\n"))
-        talk.send({"type": "signal", "signal": "SIGINT"})
-        messages = talk.rest()
+    messages, close = once_ready(server, {"type": "signal", "signal": "SIGINT"})
     # Python turns SIGINT into KeyboardInterrupt and a traceback, then, uncaught, ends itself
     # by SIGINT so that its parent sees why.
     stderr = stream_text(messages, "stderr")
     assert stderr.startswith("Traceback (most recent call last):")
     assert stderr.endswith("KeyboardInterrupt\n")
     assert messages[-1] == exit_message("run", None, "SIGINT", "SG", "Caught fatal signal 2")
-    assert talk.close == JOB_COMPLETED
+    assert close == JOB_COMPLETED
 
 
 def test_a_handled_signal_lets_the_program_finish(server: Server) -> None:
@@ -185,24 +193,16 @@ def test_a_handled_signal_lets_the_program_finish(server: Server) -> None:
             "    print('caught', signal.Signals(number).name, flush=True)\n"
             "    sys.exit(0)\n"
             "signal.signal(signal.SIGUSR1, handler)\n" + READY_THEN_SLEEP)
-    with conversation(server) as talk:
-        talk.send(init("python", code))
-        talk.receive_until(is_data("ready\n"))
-        talk.send({"type": "signal", "signal": "SIGUSR1"})
-        messages = talk.rest()
+    messages, close = once_ready(server, {"type": "signal", "signal": "SIGUSR1"}, code)
     assert stream_text(messages, "stdout") == "caught SIGUSR1\n"
     assert messages[-1] == exit_message("run")
-    assert talk.close == JOB_COMPLETED
+    assert close == JOB_COMPLETED
 
 
 def test_sigterm_kills_the_program(server: Server) -> None:
-    with conversation(server) as talk:
-        talk.send(init("python", READY_THEN_SLEEP))
-        talk.receive_until(is_data("ready\n"))
-        talk.send({"type": "signal", "signal": "SIGTERM"})
-        messages = talk.rest()
+    messages, close = once_ready(server, {"type": "signal", "signal": "SIGTERM"})
     assert messages == [exit_message("run", None, "SIGTERM", "SG", "Caught fatal signal 15")]
-    assert talk.close == JOB_COMPLETED
+    assert close == JOB_COMPLETED
 
 
 @pytest.mark.gxx
@@ -241,14 +241,10 @@ def test_cpp_compile_error_ends_after_the_compile_stage(server: Server) -> None:
 # ---- closing codes -------------------------------------------------------------------------------
 
 def test_second_init_closes_4000(server: Server) -> None:
-    with conversation(server) as talk:
-        talk.send(init("python", READY_THEN_SLEEP))
-        talk.receive_until(is_data("ready\n"))
-        talk.send(init("python", "print(2)"))
-        messages = talk.rest()
+    messages, close = once_ready(server, init("python", "print(2)"))
     # The running program is killed on the way out; nothing of the second job ran.
     assert messages == [exit_message("run", None, "SIGKILL", "SG", "Caught fatal signal 9")]
-    assert talk.close == (4000, "Already Initialized")
+    assert close == (4000, "Already Initialized")
 
 
 def test_no_init_within_a_second_closes_4001(server: Server) -> None:
@@ -282,13 +278,9 @@ def test_bad_init_sends_the_error_then_closes_4002(server: Server, message: dict
 
 
 def test_bad_data_during_a_run_sends_the_error_then_closes_4002(server: Server) -> None:
-    with conversation(server) as talk:
-        talk.send(init("python", READY_THEN_SLEEP))
-        talk.receive_until(is_data("ready\n"))
-        talk.send({"type": "data", "stream": "stdin", "data": 5})
-        messages = talk.rest()
+    messages, close = once_ready(server, {"type": "data", "stream": "stdin", "data": 5})
     assert messages[0] == {"type": "error", "message": "data must be a string"}
-    assert talk.close == NOTIFIED_ERROR
+    assert close == NOTIFIED_ERROR
 
 
 @pytest.mark.parametrize("message", [
@@ -305,24 +297,16 @@ def test_data_or_signal_before_init_closes_4003(server: Server, message: dict[st
 @pytest.mark.parametrize("stream", ["stdout", "stderr", None])
 def test_data_for_another_stream_than_stdin_closes_4004(server: Server,
                                                         stream: str | None) -> None:
-    with conversation(server) as talk:
-        talk.send(init("python", READY_THEN_SLEEP))
-        talk.receive_until(is_data("ready\n"))
-        talk.send({"type": "data", "stream": stream, "data": "x"})
-        messages = talk.rest()
+    messages, close = once_ready(server, {"type": "data", "stream": stream, "data": "x"})
     assert messages == [exit_message("run", None, "SIGKILL", "SG", "Caught fatal signal 9")]
-    assert talk.close == (4004, "Can only write to stdin")
+    assert close == (4004, "Can only write to stdin")
 
 
 @pytest.mark.parametrize("name", ["SIGFOO", "sigint", "2", 2, None, ["SIGINT"]])
 def test_unknown_signal_closes_4005(server: Server, name: Any) -> None:
-    with conversation(server) as talk:
-        talk.send(init("python", READY_THEN_SLEEP))
-        talk.receive_until(is_data("ready\n"))
-        talk.send({"type": "signal", "signal": name})
-        messages = talk.rest()
+    messages, close = once_ready(server, {"type": "signal", "signal": name})
     assert messages == [exit_message("run", None, "SIGKILL", "SG", "Caught fatal signal 9")]
-    assert talk.close == (4005, "Invalid signal")
+    assert close == (4005, "Invalid signal")
 
 
 def test_unknown_message_types_are_ignored(server: Server) -> None:
