@@ -4,7 +4,6 @@ image's command and checked with the deployment check."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shlex
@@ -12,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 import zipfile
@@ -24,6 +22,7 @@ import psutil
 import pytest
 
 from .utils import (
+    BUILD_COMPLETE,
     IS_ROOT,
     PROJECT_PACKAGES,
     REPO,
@@ -32,17 +31,14 @@ from .utils import (
     USER_VENVS,
     Server,
     build_venv,
-    copy_project,
+    cached_build,
     descendants,
     find_base_python,
     free_port,
-    hash_project,
-    locked,
     make_work_root,
     next_server_uids,
     run_checked,
     run_processes,
-    try_lock,
     wait_until_healthy,
 )
 
@@ -52,10 +48,6 @@ TINI = Path("/usr/bin/tini")
 GRACE_S = 35
 # Where installed copies of the image's service are kept between sessions, keyed by the sources.
 CACHE = USER_VENVS if IS_ROOT else Path.home() / ".cache" / "sandbox-service-tests"
-COMPLETE = ".complete"
-
-# Shared locks on the installs this session uses, held until it ends.
-_held: list[int] = []
 
 
 # ---- Dockerfile.session, read ------------------------------------------------------------------
@@ -245,20 +237,7 @@ def build(target: Path, base_python: str, source: Path) -> None:
                  "--no-deps", "--wheel-dir", str(target / "wheel"), str(source)])
     [wheel] = (target / "wheel").glob("*.whl")
     build_venv(target / "venv", base_python, wheel)
-    (target / COMPLETE).write_text("complete\n")
-
-
-def prune(keep: Path) -> None:
-    """Removes the installs of older sources that no session uses any more."""
-    for lock in CACHE.glob("image-*.lock"):
-        folder = lock.with_suffix("")
-        if folder == keep or lock.name == "image-build.lock":
-            continue
-        fd = try_lock(lock)
-        if fd is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-            lock.unlink()
-            os.close(fd)
+    (target / BUILD_COMPLETE).write_text("complete\n")
 
 
 @pytest.fixture(scope="module")
@@ -268,17 +247,7 @@ def installed() -> Iterator[Installed]:
     base_python = find_base_python()
     if base_python is None:
         pytest.skip("no Python 3.11+ at /usr/bin/python3 or /usr/local/bin/python3")
-    CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="sandbox-image-src-") as tmp, \
-            locked(CACHE / "image-build.lock"):
-        source = copy_project(Path(tmp))
-        target = CACHE / f"image-{hash_project(source, base_python)}"
-        fd = try_lock(target.with_suffix(".lock"), fcntl.LOCK_SH)
-        assert fd is not None, "only a pruner takes it exclusively, under the build lock we hold"
-        _held.append(fd)
-        if not (target / COMPLETE).exists():
-            build(target, base_python, source)
-        prune(keep=target)
+    with cached_build(CACHE, "image", base_python, build) as (target, source):
         needed = needed_files(source)
     [wheel] = (target / "wheel").glob("*.whl")
     yield Installed(wheel, target / "venv", needed)

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -57,7 +57,7 @@ USER_VENVS = Path("/var/cache/sandbox-service-tests")
 BASE_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 PROJECT_PACKAGES = ("sandbox", "runtimes", "adapter")
 PROJECT_FILES = ("pyproject.toml", "README.md")
-VENV_COMPLETE = ".complete"
+BUILD_COMPLETE = ".complete"
 
 # Folders where a run can leave files outside its working directory (world-writable).
 SHARED_TMP = (Path("/tmp"), Path("/dev/shm"))
@@ -232,20 +232,45 @@ def build_venv(venv: Path, base_python: str, source: Path) -> None:
                  "--quiet", "--disable-pip-version-check", "--no-warn-script-location",
                  str(source)])
     open_to_all(venv)
-    (venv / VENV_COMPLETE).write_text("complete\n")
+    (venv / BUILD_COMPLETE).write_text("complete\n")
 
 
-def prune_venvs(keep: Path) -> None:
-    """Removes the environments of older sources that no session uses any more."""
-    for lock in USER_VENVS.glob("venv-*.lock"):
-        venv = lock.with_suffix("")
-        if venv == keep:
+def prune_builds(cache: Path, prefix: str, keep: Path) -> None:
+    """Removes the builds `prefix-*` in `cache` of older sources that no session uses any more
+    (a session holds a shared lock on each build it uses)."""
+    for lock in cache.glob(f"{prefix}-*.lock"):
+        build = lock.with_suffix("")
+        if build == keep or lock.name == f"{prefix}-build.lock":
             continue
         fd = try_lock(lock)
         if fd is not None:
-            shutil.rmtree(venv, ignore_errors=True)
+            shutil.rmtree(build, ignore_errors=True)
             lock.unlink()
             os.close(fd)
+
+
+@contextmanager
+def cached_build(cache: Path, prefix: str, base_python: str,
+                 build: Callable[[Path, str, Path], None]) -> Iterator[tuple[Path, Path]]:
+    """The current sources built by `build(target, base_python, source)` into
+    `cache/prefix-HASH`, keyed by a hash of the sources and the base interpreter, and reused
+    while they stay the same. Yields the build and the copy of the sources it came from (gone
+    afterwards). The session holds a shared lock on the build until it ends, so a session with
+    other sources never removes it from under it; everything happens under one build lock per
+    prefix, so concurrent sessions build once. `build` writes `.complete` when it is done."""
+    cache.mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chmod(cache, 0o755)
+    with tempfile.TemporaryDirectory(prefix=f"sandbox-{prefix}-src-") as tmp, \
+            locked(cache / f"{prefix}-build.lock"):
+        source = copy_project(Path(tmp))
+        target = cache / f"{prefix}-{hash_project(source, base_python)}"
+        fd = try_lock(target.with_suffix(".lock"), fcntl.LOCK_SH)
+        assert fd is not None, "only a pruner takes it exclusively, under the build lock we hold"
+        _held_locks.append(fd)
+        if not (target / BUILD_COMPLETE).exists():
+            build(target, base_python, source)
+        prune_builds(cache, prefix, keep=target)
+        yield target, source
 
 
 @contextmanager
@@ -273,18 +298,8 @@ def provide_user_python() -> str:
     base_python = find_base_python()
     if base_python is None:
         raise RuntimeError(f"no Python 3.11+ that other users may execute among {BASE_PYTHONS}")
-    USER_VENVS.mkdir(mode=0o755, parents=True, exist_ok=True)
-    os.chmod(USER_VENVS, 0o755)
-    with tempfile.TemporaryDirectory(prefix="sandbox-venv-src-") as tmp, \
-            locked(USER_VENVS / "build.lock"):
-        source = copy_project(Path(tmp))
-        venv = USER_VENVS / f"venv-{hash_project(source, base_python)}"
-        fd = try_lock(venv.with_suffix(".lock"), fcntl.LOCK_SH)
-        assert fd is not None, "only a pruner takes it exclusively, under the build lock we hold"
-        _held_locks.append(fd)
-        if not (venv / VENV_COMPLETE).exists():
-            build_venv(venv, base_python, source)
-        prune_venvs(keep=venv)
+    with cached_build(USER_VENVS, "venv", base_python, build_venv) as (venv, _source):
+        pass
     python = str(venv / "bin" / "python")
     if not world_executable(python):
         raise RuntimeError(f"{python} is not executable by other users: check its folders' modes")
