@@ -760,7 +760,6 @@ def _serve_as_zygote(prctl: Any, channel_fd: int) -> None:
     # Launchers are reaped by the kernel; each resets this right after the fork, since it
     # waits for its own children.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    zygote = os.getpid()
     while True:
         taken_r, taken_w = os.pipe()
         try:
@@ -775,7 +774,7 @@ def _serve_as_zygote(prctl: Any, channel_fd: int) -> None:
             continue
         if pid == 0:
             os.close(taken_r)
-            _serve_as_spare(prctl, channel, taken_w, zygote)  # returns only by raising _InProcess
+            _serve_as_spare(prctl, channel, taken_w)  # returns only by raising _InProcess
         os.close(taken_w)
         # Only the spare reads the channel; we wait until it has taken a request, or is gone.
         while True:
@@ -789,7 +788,7 @@ def _serve_as_zygote(prctl: Any, channel_fd: int) -> None:
             return  # the service closed its end: it is going away
 
 
-def _serve_as_spare(prctl: Any, channel: Any, taken_w: int, zygote_pid: int) -> None:
+def _serve_as_spare(prctl: Any, channel: Any, taken_w: int) -> None:
     """A zygote's launcher forked ahead of its run: waits for the run's pipes on the channel,
     answers with its pid, tells the zygote (which forks the next spare), then serves the run.
     Never returns (but for a warm interpreter's program, see _InProcess)."""
@@ -810,11 +809,6 @@ def _serve_as_spare(prctl: Any, channel: Any, taken_w: int, zygote_pid: int) -> 
                 continue
         if not message or len(fds) != 3:
             os._exit(0)  # the service closed its end
-        if os.getppid() != zygote_pid:
-            # The zygote died while we waited: our parent-death signal is on its way, so we
-            # must not take the run. Leaving without an answer closes the channel's last end
-            # here, and the service falls back and restarts the zygote.
-            os._exit(0)
         channel.sendall(struct.pack(">I", os.getpid()))
         os.write(taken_w, b"T")
         os.close(taken_w)
