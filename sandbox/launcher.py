@@ -742,11 +742,10 @@ def main() -> None:
 
 
 def _serve_as_zygote(prctl: Any, channel_fd: int) -> None:
-    """`launcher.py SITE_DIR zygote FD`: stays up and keeps one launcher forked ahead, a spare,
-    which saves each run this interpreter's start and the fork itself. The service sends, over
-    the socket on FD, one byte with the three pipe ends the launcher is to use as stdin, stdout
-    and stderr; the spare receives them, answers with its pid and serves the run, while the
-    zygote forks the next spare. It holds nothing but this code: no service state, no
+    """`launcher.py SITE_DIR zygote FD`: stays up and forks a ready launcher per run, which saves
+    each run this interpreter's start. The service sends, over the socket on FD, one byte with
+    the three pipe ends the launcher is to use as stdin, stdout and stderr; the zygote answers
+    with the forked launcher's pid. It holds nothing but this code: no service state, no
     environment."""
     import socket
 
@@ -761,101 +760,38 @@ def _serve_as_zygote(prctl: Any, channel_fd: int) -> None:
     # waits for its own children.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
-        taken_r, taken_w = os.pipe()
+        try:
+            message, fds, _flags, _address = socket.recv_fds(channel, 16, 3)
+        except InterruptedError:
+            continue
+        if not message or len(fds) != 3:
+            return  # the service closed its end: it is going away
         try:
             pid = os.fork()
         except OSError:
-            # No spare for now: this request is answered 0 (the service starts a launcher
-            # itself), and the next one tries again.
-            os.close(taken_r)
-            os.close(taken_w)
-            if not _refuse_one(channel):
-                return
-            continue
+            pid = -1  # answered as 0: the service starts a launcher itself for this run
         if pid == 0:
-            os.close(taken_r)
-            _serve_as_spare(prctl, channel, taken_w)  # returns only by raising _InProcess
-        os.close(taken_w)
-        # Only the spare reads the channel; we wait until it has taken a request, or is gone.
-        while True:
+            status = 0
             try:
-                taken = os.read(taken_r, 1)
-                break
-            except InterruptedError:
-                continue
-        os.close(taken_r)
-        if not taken and _hung_up(channel):
-            return  # the service closed its end: it is going away
+                channel.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                for target, fd in enumerate(fds):
+                    os.dup2(fd, target)
+                for fd in fds:
+                    if fd > 2:
+                        os.close(fd)
+                _serve_one_run(prctl)
+            except _InProcess:
+                raise  # the program's process of a warm interpreter: it goes on to run it
+            except BaseException:  # noqa: BLE001 - say why on stderr, as a started launcher does
+                import traceback
 
-
-def _serve_as_spare(prctl: Any, channel: Any, taken_w: int) -> None:
-    """A zygote's launcher forked ahead of its run: waits for the run's pipes on the channel,
-    answers with its pid, tells the zygote (which forks the next spare), then serves the run.
-    Never returns (but for a warm interpreter's program, see _InProcess)."""
-    import socket
-
-    status = 0
-    try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        # What _serve_one_run starts with, done before the run arrives.
-        prctl.set_dumpable(False)
-        prctl.set_child_subreaper(True)
-        prctl.set_pdeathsig(signal.SIGKILL)
-        while True:
-            try:
-                message, fds, _flags, _address = socket.recv_fds(channel, 16, 3)
-                break
-            except InterruptedError:
-                continue
-        if not message or len(fds) != 3:
-            os._exit(0)  # the service closed its end
-        channel.sendall(struct.pack(">I", os.getpid()))
-        os.write(taken_w, b"T")
-        os.close(taken_w)
-        channel.close()
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
+                traceback.print_exc()
+                status = 1
+            os._exit(status)
         for fd in fds:
-            if fd > 2:
-                os.close(fd)
-        _serve_one_run(prctl)
-    except _InProcess:
-        raise  # the program's process of a warm interpreter: it goes on to run it
-    except BaseException:  # noqa: BLE001 - say why on stderr, as a started launcher does
-        import traceback
-
-        traceback.print_exc()
-        status = 1
-    os._exit(status)
-
-
-def _refuse_one(channel: Any) -> bool:
-    """Answers one request with 0 (no launcher); False when the service has gone."""
-    import socket
-
-    try:
-        message, fds, _flags, _address = socket.recv_fds(channel, 16, 3)
-    except InterruptedError:
-        return True
-    for fd in fds:
-        os.close(fd)
-    if not message:
-        return False
-    channel.sendall(struct.pack(">I", 0))
-    return True
-
-
-def _hung_up(channel: Any) -> bool:
-    """Whether the service closed its end of the channel (a spare that died for another reason
-    is simply replaced)."""
-    import socket
-
-    try:
-        return bool(channel.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
+            os.close(fd)
+        channel.sendall(struct.pack(">I", max(pid, 0)))
 
 
 def _serve_one_run(prctl: Any) -> None:

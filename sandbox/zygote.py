@@ -1,10 +1,8 @@
-"""A pre-started launcher that forks ready launchers (see launcher.py, zygote mode).
+"""A pre-started launcher that forks a ready launcher per run (see launcher.py, zygote mode).
 
 Starting a launcher interpreter costs every run ~20 ms; forking one that is already up costs
-~1 ms, and the zygote forks it ahead of the run (a spare waits for the next request), so a
-run waits ~0.7 ms for it. The forked launcher is the zygote's child, not ours: we talk to it
-through pipes we created, watch it through a pidfd, and never wait for it (the kernel reaps
-it). Warm interpreters (sandbox.warm) are zygotes of the same kind.
+~1 ms. The forked launcher is the zygote's child, not ours: we talk to it through pipes we
+created, watch it through a pidfd, and never wait for it (the zygote's kernel reaps it).
 If the zygote dies it is started again, and runs meanwhile get a freshly started launcher.
 """
 

@@ -493,24 +493,11 @@ def is_zygote(proc: psutil.Process) -> bool:
             and not is_launcher(parent))
 
 
-def is_spare(proc: psutil.Process) -> bool:
-    """A launcher a zygote forked ahead of the next run, still waiting for it: a zygote's child
-    whose standard input is still the zygote's own (a launcher serving a run has the run's)."""
-    try:
-        parent = proc.parent()
-        if parent is None or not is_zygote(parent):
-            return False
-        return os.readlink(f"/proc/{proc.pid}/fd/0") == os.readlink(f"/proc/{parent.pid}/fd/0")
-    except (psutil.Error, OSError):
-        return False
-
-
 def descendants(pid: int) -> list[psutil.Process]:
-    """Live descendants of `pid`, the service's zygotes and their waiting spares left out
-    (children of a zygote serving a run count)."""
+    """Live descendants of `pid`, the service's zygote left out (its children count)."""
     try:
         return [p for p in psutil.Process(pid).children(recursive=True)
-                if p.status() != psutil.STATUS_ZOMBIE and not is_zygote(p) and not is_spare(p)]
+                if p.status() != psutil.STATUS_ZOMBIE and not is_zygote(p)]
     except psutil.Error:
         return []
 
@@ -560,8 +547,7 @@ def user_run_processes(server: Server) -> list[psutil.Process]:
     """Processes of the unprivileged service's user other than the service itself."""
     candidates = processes_of({server.uid})
     skip = {server.process.pid} | foreign_pids(server, candidates)
-    return [p for p in candidates
-            if p.pid not in skip and not is_zygote(p) and not is_spare(p)]
+    return [p for p in candidates if p.pid not in skip and not is_zygote(p)]
 
 
 def leftover_processes(server: Server) -> list[psutil.Process]:
