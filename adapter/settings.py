@@ -36,6 +36,7 @@ class Settings:
     tmpfs: str = "auto"
     netns: str = "auto"
     mntns: str = "auto"
+    cgroups: str = "auto"
     # Launchers forked from a pre-started one (~20 ms less per run); false starts each afresh.
     fork_launchers: bool = True
     # Python runs forked from a warm interpreter with common modules imported (~10 ms and more
@@ -104,7 +105,7 @@ class Settings:
         return SandboxConfig(work_root=self.work_root, per_run_uid=self.per_run_uid,
                              uid_first=self.uid_first, uid_count=self.uid_count,
                              seccomp=self.seccomp, landlock=self.landlock, tmpfs=self.tmpfs,
-                             netns=self.netns, mntns=self.mntns,
+                             netns=self.netns, mntns=self.mntns, cgroups=self.cgroups,
                              fork_launchers=self.fork_launchers,
                              warm_interpreters=self.warm_python,
                              disk_bytes=self.max_disk_bytes, disk_files=self.max_disk_files)
@@ -125,7 +126,7 @@ class Settings:
         return settings
 
     def _validate(self) -> None:
-        for layer in ("per_run_uid", "seccomp", "landlock", "tmpfs", "netns", "mntns"):
+        for layer in ("per_run_uid", "seccomp", "landlock", "tmpfs", "netns", "mntns", "cgroups"):
             if getattr(self, layer) not in ("auto", "on", "off"):
                 raise SettingsError(f"SANDBOX_{layer.upper()} must be auto, on or off")
         if not 0 < self.port < 65536:
@@ -171,7 +172,8 @@ def _paths(raw: str) -> tuple[Path, ...]:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": str, "port": int, "log_level": str.lower, "work_root": Path, "per_run_uid": str.lower,
     "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "netns": str.lower,
-    "mntns": str.lower, "fork_launchers": _boolean, "warm_python": _boolean, "precompile": _boolean,
+    "mntns": str.lower, "cgroups": str.lower, "fork_launchers": _boolean,
+    "warm_python": _boolean, "precompile": _boolean,
     "precompiled_dir": Path, "max_disk_bytes": int,
     "max_disk_files": int, "shutdown_grace_s": float, "session_cooldown_s": float,
     "session_max_lifetime_s": float, "max_sessions": int, "max_upload_bytes": int,

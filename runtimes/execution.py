@@ -37,6 +37,9 @@ BASE_ENV = {
 }
 # Judged on the tail of stderr only, where runtimes report an allocation failure.
 MARKER_WINDOW_BYTES = 4096
+# What the dynamic loader says when the memory limit leaves no room to map a program's
+# libraries: whatever the language, the run did not fit its memory limit.
+LOADER_MEMORY_MARKERS = ("failed to map segment from shared object",)
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,8 @@ def _classify(result: RunResult, stage: Stage) -> RunResult:
     if result.outcome not in (Outcome.NONZERO_EXIT, Outcome.SIGNALED):
         return result
     tail = result.stderr[-MARKER_WINDOW_BYTES:]
-    for markers, outcome in ((stage.memory_error_markers, Outcome.MEMORY_LIMIT),
+    for markers, outcome in ((stage.memory_error_markers + LOADER_MEMORY_MARKERS,
+                              Outcome.MEMORY_LIMIT),
                              (stage.file_size_error_markers, Outcome.FILE_SIZE_LIMIT)):
         if any(marker.encode() in tail for marker in markers):
             return dataclasses.replace(result, outcome=outcome)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import stat
 import sys
@@ -54,6 +55,9 @@ class SandboxConfig:
     tmpfs: str = "auto"
     netns: str = "auto"
     mntns: str = "auto"
+    # A cgroup per run under the service's own: the memory and process bound of the whole run.
+    # Without one, the launcher measures the run's memory itself.
+    cgroups: str = "auto"
     # The bound on one jail's working directory (the disk it may fill), whichever layer keeps it.
     # Fork launchers from a pre-started one (a zygote) instead of starting each: ~20 ms less
     # per run. Off: every run starts its launcher's interpreter.
@@ -119,12 +123,15 @@ class Jail:
 
     async def start(self, argv: Sequence[str], env: Mapping[str, str], limits: Limits,
                     read_paths: Sequence[str] = landlock.SYSTEM_READ_PATHS,
-                    also_at: str | None = None, warm: WarmInterpreter | None = None) -> Process:
+                    also_at: str | None = None, warm: WarmInterpreter | None = None,
+                    address_space: bool = True) -> Process:
         """Starts a program in the jail; feed it and `wait` for it. Under Landlock it may read
         and execute only `read_paths` (and a few devices), and write only in the jail.
         `also_at`: an existing folder where the program also sees the jail (a bind mount in a
         mount namespace of its own); ignored unless the mntns layer is active. `warm`: a warm
-        interpreter to run it, if argv and env are a script for it and the sandbox has it."""
+        interpreter to run it, if argv and env are a script for it and the sandbox has it.
+        `address_space=False`: no RLIMIT_AS (a VM that reserves far more than it touches); the
+        run's memory bound over all its processes still holds."""
         sandbox = self._sandbox
         config = sandbox.config
         layers = sandbox.layers
@@ -139,10 +146,22 @@ class Jail:
             disk=DiskBound(config.disk_bytes, config.disk_files,
                            watchdog=not layers.active("tmpfs")),
             in_process=warm.script_index(argv, env) if warm is not None else None,
+            memory_watchdog=layers.cgroups is None, address_space=address_space,
         )
+        if layers.cgroups is not None:
+            try:
+                cgroup = layers.cgroups.create(limits.memory_bytes, limits.max_processes)
+            except OSError as exc:
+                raise LaunchError(f"could not make the run's cgroup: {exc}") from exc
+            spec = dataclasses.replace(spec, cgroup=cgroup)
         zygote = sandbox.warm_zygote(warm) if spec.in_process is not None else None
-        return await start(spec, config.launcher_python, sandbox.zygote, zygote,
-                           sandbox.zygote_pids())
+        try:
+            return await start(spec, config.launcher_python, sandbox.zygote, zygote,
+                               sandbox.zygote_pids())
+        except BaseException:
+            if spec.cgroup is not None:
+                spec.cgroup.remove()
+            raise
 
     async def run(self, argv: Sequence[str], env: Mapping[str, str], limits: Limits,
                   stdin: bytes = b"", on_output: OutputCallback | None = None,
@@ -151,9 +170,7 @@ class Jail:
         """Runs a program in the jail to its end with `stdin` as its whole input."""
         process = await self.start(argv, env, limits, read_paths, warm=warm)
         try:
-            await process.write_stdin(stdin)
-            await process.close_stdin()
-            return await process.wait(on_output)
+            return await process.communicate(stdin, on_output)
         except BaseException:
             self.clean = False
             raise
@@ -223,6 +240,8 @@ class Sandbox:
             # Jails cut short by the shutdown may still be disposing: their runs' processes
             # (escapees of a launcher killed mid-run) go now, not whenever that finishes.
             self._uids.kill_held()
+        if self.layers.cgroups is not None:
+            self.layers.cgroups.close()
         prepare_root(self.config.work_root)
 
     @contextlib.asynccontextmanager

@@ -56,6 +56,11 @@ LANDLOCK_RULE_PATH_BENEATH = 1
 
 CHUNK_BYTES = 65536
 CPU_CHECK_INTERVAL_S = 0.05
+# While this much stdin waits for the program, the control pipe is not read: the service's
+# writes then block, so stdin a program never reads cannot pile up here.
+STDIN_HELD_BYTES = 1 << 20
+# The OOM killer's choice: every run process and launcher goes before anything else.
+OOM_SCORE_ADJ_RUN = "1000"
 DRAIN_TIMEOUT_S = 1.0
 # A warm interpreter's fork runs a program only under a memory limit with this much room beyond
 # what the fork already holds; under a smaller one the program gets a fresh interpreter.
@@ -227,6 +232,13 @@ def _confine_and_exec(spec: dict[str, Any], prctl: Any, libc: Any, launcher_pid:
         os.chdir(spec["cwd"])
         # Files the program creates are private to its uid.
         os.umask(0o077)
+        cgroup = spec.get("cgroup")
+        if cgroup:
+            # Into the run's cgroup (as root, before the uid switch), by the program itself: all
+            # it and its descendants touch from now on is charged to the run's memory and pids
+            # bound, and nothing the launcher or a warm interpreter already holds is.
+            for procs in cgroup["join"]:
+                _write_text(procs, "0")
         if spec.get("binds"):
             # A mount namespace of its own, private so nothing propagates back to the host,
             # where folders of the run appear at fixed paths (a session's files at /mnt/data).
@@ -251,6 +263,14 @@ def _confine_and_exec(spec: dict[str, Any], prctl: Any, libc: Any, launcher_pid:
         prctl.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != launcher_pid:
             os._exit(137)
+        # Dumpable, as execve would make it anyway (and a warm interpreter's fork, which does not
+        # execve, must be): its own /proc files are then its uid's, not root's, so it can raise
+        # its OOM score below even without privilege. Set after the uid switch, which clears it.
+        # Nothing it holds is another run's; no other uid may trace it either way.
+        prctl.set_dumpable(True)
+        # The OOM killer takes the run first, never the service: raising one's score needs no
+        # privilege.
+        _write_text("/proc/self/oom_score_adj", OOM_SCORE_ADJ_RUN)
         # No setuid binary or file capability can raise the program's privileges again; also
         # what lets an unprivileged process install Landlock rules and a seccomp filter.
         prctl.set_no_new_privs(True)
@@ -275,8 +295,11 @@ def _confine_and_exec(spec: dict[str, Any], prctl: Any, libc: Any, launcher_pid:
             # Each process's own CPU seconds, a backstop: the launcher bounds the whole run's
             # total precisely and, polling every 50 ms, normally stops it first.
             (resource.RLIMIT_CPU, cpu_s),
-            # Address space: stops malloc, mmap (private and shared) and stack growth bombs.
-            (resource.RLIMIT_AS, int(limits["memory_bytes"])),
+            # Address space: stops malloc, mmap (private and shared) and stack growth bombs in
+            # one process. A per-process backstop to the run's memory bound, which a runtime
+            # whose VM reserves far more than it uses (JVM, V8) turns off.
+            (resource.RLIMIT_AS, int(limits["memory_bytes"]) if spec.get("address_space", True)
+             else resource.RLIM_INFINITY),
             # Stack overflow becomes a SIGSEGV inside the limit, not a machine-wide memory grab.
             (resource.RLIMIT_STACK, int(limits["stack_bytes"])),
             # Fork and thread bombs: counted per uid, so meaningful with a per-run uid.
@@ -289,11 +312,6 @@ def _confine_and_exec(spec: dict[str, Any], prctl: Any, libc: Any, launcher_pid:
             (resource.RLIMIT_CORE, 0),
         ):
             resource.setrlimit(resource_id, (value, value))
-        if in_process:
-            # execve would make the program dumpable again (its uid no longer changes then);
-            # a forked one is not, and its own /proc files would stay root's. Same as a fresh
-            # run: no other uid may trace it either way.
-            prctl.set_dumpable(True)
         if spec.get("seccomp"):
             # Last, so nothing above needs a syscall the filter refuses.
             _load_seccomp(libc, spec["seccomp"])
@@ -331,6 +349,14 @@ class _Supervisor:
         self.main_rusage: Any = None
         self.helper_cpu_s = 0.0
         self.clock_ticks = os.sysconf("SC_CLK_TCK")
+        self.control_open = True
+        self.control_watched = True
+        self.deadline = math.inf
+        # The run's memory bound: the kernel's, through the run's cgroup, or else ours, by
+        # measuring the whole tree's own pages at every CPU check.
+        self.cgroup: dict[str, Any] | None = spec.get("cgroup")
+        self.memory_watchdog = bool(spec.get("memory_watchdog"))
+        self.tree_peak_bytes = 0
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -369,7 +395,7 @@ class _Supervisor:
             self._on_control(kind, payload)
         self._update_stdin_interest()
 
-        deadline = started + float(self.limits["wall_timeout_s"])
+        deadline = self.deadline = started + float(self.limits["wall_timeout_s"])
         next_cpu_check = started + CPU_CHECK_INTERVAL_S
         disk = self.spec.get("disk")
         next_disk_check = started + CPU_CHECK_INTERVAL_S if disk and disk["watchdog"] else math.inf
@@ -380,8 +406,12 @@ class _Supervisor:
                 break
             if now >= next_cpu_check:
                 self._reap(block=False)
-                if self._tree_cpu_s() > float(self.limits["cpu_time_s"]):
+                tree = self._descendants()
+                if self._tree_cpu_s(tree) > float(self.limits["cpu_time_s"]):
                     self.reason = "cpu_limit"
+                    break
+                if self._over_memory(tree):
+                    self.reason = "memory_limit"
                     break
                 next_cpu_check = now + CPU_CHECK_INTERVAL_S
             if disk and now >= next_disk_check:
@@ -439,7 +469,9 @@ class _Supervisor:
                 self.reason = "output_limit"
         if data:
             self.captured[kind] += len(data)
-            _write_frame(kind, data)
+            if not _write_frame(kind, data, self.deadline) and self.reason is None:
+                # The service did not take our output before the wall clock ran out.
+                self.reason = "wall_timeout"
         return True
 
     def _drain(self) -> None:
@@ -457,7 +489,8 @@ class _Supervisor:
             return
         if not data:
             # The service closed its end: nothing more will come; the run goes on to its limits.
-            self.poller.unregister(0)
+            self.control_open = False
+            self._watch_control(False)
             return
         for kind, payload in self.reader.feed(data):
             self._on_control(kind, payload)
@@ -475,7 +508,18 @@ class _Supervisor:
             except (ProcessLookupError, PermissionError, ValueError):
                 pass
 
+    def _watch_control(self, watch: bool) -> None:
+        watch = watch and self.control_open
+        if watch and not self.control_watched:
+            self.poller.register(0, select.POLLIN)
+        elif not watch and self.control_watched:
+            self.poller.unregister(0)
+        self.control_watched = watch
+
     def _update_stdin_interest(self) -> None:
+        # Backpressure: while the program holds this much unread input, the service's next
+        # frames wait in the pipe (and its writes block) instead of growing our buffer.
+        self._watch_control(len(self.stdin_buffer) < STDIN_HELD_BYTES)
         if self.stdin_w < 0:
             return
         if self.stdin_buffer:
@@ -505,7 +549,10 @@ class _Supervisor:
         except (BrokenPipeError, OSError):
             self.stdin_buffer.clear()
             self._close_stdin()
+            self._watch_control(True)
             return
+        if len(self.stdin_buffer) < STDIN_HELD_BYTES:
+            self._watch_control(True)
         if not self.stdin_buffer:
             self._watch_stdin(False)
             if self.stdin_close_requested:
@@ -516,6 +563,8 @@ class _Supervisor:
             self._watch_stdin(False)
             os.close(self.stdin_w)
             self.stdin_w = -1
+        # Input for a closed stdin is dropped as it comes: nothing holds the service back.
+        self.stdin_buffer.clear()
 
     # -- processes ------------------------------------------------------------------------------
 
@@ -551,10 +600,10 @@ class _Supervisor:
                 stack.extend(children)
         return found
 
-    def _tree_cpu_s(self) -> float:
+    def _tree_cpu_s(self, tree: list[int]) -> float:
         """CPU seconds of the whole run: live descendants plus everything already reaped."""
         ticks = 0
-        for pid in self._descendants():
+        for pid in tree:
             try:
                 with open(f"/proc/{pid}/stat", "rb") as f:
                     fields = f.read().rsplit(b")", 1)[1].split()
@@ -564,6 +613,17 @@ class _Supervisor:
                 continue
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         return ticks / self.clock_ticks + usage.ru_utime + usage.ru_stime
+
+    def _over_memory(self, tree: list[int]) -> bool:
+        """Whether the run passed its memory bound: the kernel killed inside its cgroup, or
+        (without one) its processes' own pages together exceed the limit."""
+        if self.cgroup is not None:
+            return _oom_kills(self.cgroup) > 0
+        if not self.memory_watchdog:
+            return False
+        total = sum(_private_bytes(pid) for pid in tree)
+        self.tree_peak_bytes = max(self.tree_peak_bytes, total)
+        return total > int(self.limits["memory_bytes"])
 
     def _kill_tree(self) -> None:
         """Kills and reaps everything the run started, until no child of ours is left. We are a
@@ -611,6 +671,10 @@ class _Supervisor:
                 sig == signal.SIGKILL and main_cpu_s >= 0.8 * _cpu_rlimit_s(self.limits)
             ):
                 outcome = "cpu_limit"
+            elif self.cgroup is not None and _oom_kills(self.cgroup) > 0:
+                # The kernel killed a process of the run at the run's memory bound: the run
+                # failed for memory, however the main process ended after that.
+                outcome = "memory_limit"
             elif sig == signal.SIGXFSZ:
                 outcome = "file_size_limit"
             elif sig is not None:
@@ -634,10 +698,57 @@ class _Supervisor:
             "signal": sig,
             "wall_time_s": wall_s,
             "cpu_time_s": cpu_s,
-            "memory_bytes": self.main_rusage.ru_maxrss * 1024,
+            "memory_bytes": self._peak_bytes(),
             "stdout_truncated": self.truncated[STDOUT],
             "stderr_truncated": self.truncated[STDERR],
         }
+
+
+    def _peak_bytes(self) -> int:
+        """The run's peak resident memory: its cgroup's, else the most its tree was seen to
+        hold together, else (a run too short to be seen) the main process's own peak."""
+        if self.cgroup is not None:
+            try:
+                with open(self.cgroup["peak"], "rb") as f:
+                    return int(f.read())
+            except (OSError, ValueError):
+                pass
+        return self.tree_peak_bytes or self.main_rusage.ru_maxrss * 1024
+
+
+def _oom_kills(cgroup: dict[str, Any]) -> int:
+    """How many processes the kernel's OOM killer ended inside the run's cgroup."""
+    try:
+        with open(cgroup["events"], "rb") as f:
+            for line in f:
+                key, _, value = line.partition(b" ")
+                if key == b"oom_kill":
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _private_bytes(pid: int) -> int:
+    """The pages only process `pid` maps (resident, its own): what a fork shares with the warm
+    interpreter or the launcher copy-on-write is not counted, what it touched anew is."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith((b"Private_Clean:", b"Private_Dirty:")):
+                    total += int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0
+    return total
+
+
+def _write_text(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def _exceeds_disk(root: str, max_bytes: int, max_files: int) -> bool:
@@ -702,17 +813,27 @@ def as_uid(uid: int, gid: int, action: Any) -> Any:
     return rusage
 
 
-def _write_frame(kind: bytes, payload: bytes) -> None:
-    data = memoryview(encode_frame(kind, payload))
+def _write_frame(kind: bytes, payload: bytes, deadline: float = math.inf) -> bool:
+    """Writes one frame to the service; False when it took none of it before `deadline`
+    (monotonic), so a service that stops reading cannot hold a run past its wall clock. A
+    frame once begun is finished whatever the time: a half frame would garble the rest."""
+    frame = encode_frame(kind, payload)
+    data = memoryview(frame)
     while data:
         try:
             written = os.write(1, data)
         except InterruptedError:
             continue
         except BlockingIOError:
-            select.select([], [1], [])
+            wait_s = None
+            if len(data) == len(frame) and deadline != math.inf:
+                wait_s = deadline - time.monotonic()
+                if wait_s <= 0:
+                    return False
+            select.select([], [1], [], wait_s)
             continue
         data = data[written:]
+    return True
 
 
 def main() -> None:
@@ -795,6 +916,14 @@ def _serve_as_zygote(prctl: Any, channel_fd: int) -> None:
 
 
 def _serve_one_run(prctl: Any) -> None:
+    # If memory runs out, the kernel's OOM killer takes a run and its launcher before the
+    # service and the zygotes, which keep their scores. Not dumpable (from the zygote), an
+    # unprivileged launcher's /proc files are root's: it keeps the zygote's score then, and
+    # its program raises its own.
+    try:
+        _write_text("/proc/self/oom_score_adj", OOM_SCORE_ADJ_RUN)
+    except PermissionError:
+        pass
     # When runs share our uid, the program must not ptrace us or read our memory through /proc.
     prctl.set_dumpable(False)
     # Orphans of the run re-parent to us, so none escapes the final kill loop.

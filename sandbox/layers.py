@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import landlock, launcher
+from .cgroup import CgroupTree, RunCgroup, find_tree
 from .errors import SandboxError
 from .identity import as_uid
 from .limits import Limits
 from .mounts import probe_tmpfs
 from .process import LAUNCHER_PATH, PRCTL_DIR, RunSpec
+from .service import lower_oom_score
 
 if TYPE_CHECKING:
     from .jail import SandboxConfig
@@ -69,14 +71,14 @@ def _probe_uid_switch(config: SandboxConfig) -> Layer:
 
 def probe_run(python: str, *, ruleset: landlock.Ruleset | None = None,
               seccomp: bool = False, netns: bool = False,
-              binds: tuple[tuple[str, str], ...] = ()) -> str:
+              binds: tuple[tuple[str, str], ...] = (), cgroup: RunCgroup | None = None) -> str:
     """Runs /bin/true through a real launcher under the given layers; '' when it succeeded,
     else what went wrong. Used at startup, before the event loop runs."""
     true = shutil.which("true", path="/usr/bin:/bin")
     if true is None:
         return "no /bin/true to probe with"
     spec = RunSpec(argv=(true,), env={}, cwd=Path("/"), limits=Limits(wall_timeout_s=10),
-                   landlock=ruleset, seccomp=seccomp, netns=netns, binds=binds)
+                   landlock=ruleset, seccomp=seccomp, netns=netns, binds=binds, cgroup=cgroup)
     try:
         proc = subprocess.Popen([python, "-I", "-S", "-B", LAUNCHER_PATH, PRCTL_DIR],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -176,9 +178,42 @@ def _pid_namespace() -> Layer:
                  "signals; the subreaper and the per-run uid already kill every process")
 
 
-def _cgroups() -> Layer:
-    return Layer("cgroups", False, "not used: whole-run CPU and output are bounded by the "
-                 "launcher, processes by RLIMIT_NPROC per uid, memory by RLIMIT_AS per process")
+def _probe_cgroups(config: SandboxConfig) -> tuple[Layer, CgroupTree | None]:
+    name = "cgroups"
+    if config.cgroups == "off":
+        return Layer(name, False, "turned off by configuration"), None
+    try:
+        tree = find_tree()
+    except OSError as exc:
+        return Layer(name, False, f"no writable cgroup under the service's own: {exc}"), None
+    try:
+        cgroup = tree.create(16 << 20, 8)
+    except OSError as exc:
+        tree.close()
+        return Layer(name, False, f"cannot make a run's cgroup under {tree.where}: {exc}"), None
+    problem = probe_run(config.launcher_python, cgroup=cgroup)
+    cgroup.remove()
+    if problem:
+        tree.close()
+        return Layer(name, False, f"a run could not join its cgroup: {problem}"), None
+    return Layer(name, True, f"v{tree.version}: each run's processes share one memory bound "
+                 f"(resident pages, tmpfs included, no swap) and one process bound, in a "
+                 f"cgroup of their own under {tree.where}"), tree
+
+
+def _memory_watchdog(cgroups: Layer) -> Layer:
+    if cgroups.active:
+        return Layer("memory_watchdog", False, "the run's cgroup bounds its memory")
+    return Layer("memory_watchdog", True, "the launcher sums the private resident pages of "
+                 "every process of a run every 50 ms and kills the run past its memory limit")
+
+
+def _oom_score() -> Layer:
+    service = lower_oom_score()
+    kept = ("lowered to " + service if service.startswith("-") else
+            f"left at {service} (lowering needs CAP_SYS_RESOURCE)")
+    return Layer("oom_score", True, "runs and their launchers have oom_score_adj 1000, so the "
+                 f"OOM killer takes them first; the service and zygotes {kept}")
 
 
 @dataclass(frozen=True)
@@ -187,6 +222,7 @@ class Layers:
 
     all: tuple[Layer, ...]
     landlock_abi: int  # 0 when Landlock is not used
+    cgroups: CgroupTree | None = None  # where runs' cgroups go, when the layer is active
 
     def active(self, name: str) -> bool:
         return any(layer.name == name and layer.active for layer in self.all)
@@ -206,10 +242,13 @@ def probe_layers(config: SandboxConfig) -> Layers:
     _require(config.landlock, landlock_layer)
     tmpfs_layer = _require(config.tmpfs, _probe_tmpfs(config))
     netns_layer = _require(config.netns, _probe_netns(config))
+    cgroups_layer, tree = _probe_cgroups(config)
+    _require(config.cgroups, cgroups_layer)
     mntns_layer = _require(config.mntns, _probe_mntns(config))
     watchdog = Layer("disk_watchdog", not tmpfs_layer.active,
                      "the tmpfs bounds the disk" if tmpfs_layer.active else
                      f"the launcher kills a run whose working directory exceeds "
                      f"{config.disk_bytes} bytes or {config.disk_files} files")
     return Layers((*ALWAYS, uid_layer, seccomp_layer, landlock_layer, tmpfs_layer, watchdog,
-                   netns_layer, mntns_layer, _pid_namespace(), _cgroups()), abi)
+                   netns_layer, mntns_layer, _pid_namespace(), cgroups_layer,
+                   _memory_watchdog(cgroups_layer), _oom_score()), abi, tree)

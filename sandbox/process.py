@@ -15,6 +15,7 @@ from pathlib import Path
 import prctl
 
 from . import launcher
+from .cgroup import RunCgroup
 from .errors import LaunchError
 from .landlock import Ruleset
 from .limits import Limits
@@ -71,6 +72,13 @@ class RunSpec:
     # Where the script is in argv when a warm interpreter is to run it in its own fork
     # (sandbox.warm); None: the program is started with execve.
     in_process: int | None = None
+    # The run's memory bound over all its processes: its cgroup, or else the launcher's
+    # measuring of the tree (`memory_watchdog`).
+    cgroup: RunCgroup | None = None
+    memory_watchdog: bool = False
+    # RLIMIT_AS at limits.memory_bytes for each process, a backstop to the run's bound; off for
+    # runtimes whose VM reserves much more address space than it uses.
+    address_space: bool = True
 
     def encode(self, launcher_pid: int, zygotes: Collection[int] = ()) -> bytes:
         """The spec as the launcher `launcher_pid` reads it; `zygotes`: the pids of the
@@ -88,6 +96,8 @@ class RunSpec:
             "seccomp": bpf, "disk": self.disk.as_dict() if self.disk is not None else None,
             "netns": self.netns, "binds": [list(bind) for bind in self.binds],
             "in_process": self.in_process,
+            "cgroup": self.cgroup.spec() if self.cgroup is not None else None,
+            "memory_watchdog": self.memory_watchdog, "address_space": self.address_space,
         })
 
 
@@ -119,15 +129,34 @@ class Process:
         """Delivers a signal to the program's process group."""
         await self._send(launcher.SIGNAL, str(int(signum)).encode())
 
+    async def communicate(self, stdin: bytes, on_output: OutputCallback | None = None
+                          ) -> RunResult:
+        """Feeds `stdin` whole, then end-of-file, while collecting output: a program that
+        prints before it reads cannot stall its feeding (nor the feeding its wall clock)."""
+        async def feed() -> None:
+            await self.write_stdin(stdin)
+            await self.close_stdin()
+
+        feeding = asyncio.create_task(feed())
+        try:
+            return await self.wait(on_output)
+        finally:
+            feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeding
+
     async def _read_diagnostics(self) -> bytes:
         assert self._proc.stderr is not None
         return await self._proc.stderr.read()
 
-    async def wait(self, on_output: OutputCallback | None = None) -> RunResult:
-        """Collects output until the run ends; calls `on_output` with each chunk as it arrives."""
+    async def wait(self, on_output: OutputCallback | None = None,
+                   keep_output: bool = True) -> RunResult:
+        """Collects output until the run ends; calls `on_output` with each chunk as it arrives.
+        `keep_output=False`: the result's streams are empty (`on_output` had them), so a
+        long-lived program's output is not held for its whole life."""
         backstop = float(self._spec.limits.wall_timeout_s) + BACKSTOP_GRACE_S
         try:
-            return await asyncio.wait_for(self._collect(on_output), backstop)
+            return await asyncio.wait_for(self._collect(on_output, keep_output), backstop)
         except TimeoutError:
             self._proc.kill()
             raise LaunchError(f"the launcher did not finish within {backstop:.0f} s") from None
@@ -139,8 +168,12 @@ class Process:
             self._stderr_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._stderr_task
+            # The launcher is gone and with it the run; a process it lost is killed with the
+            # cgroup (or, if that fails, the jail's uid clean-up finds it).
+            if self._spec.cgroup is not None:
+                self._spec.cgroup.remove()
 
-    async def _collect(self, on_output: OutputCallback | None) -> RunResult:
+    async def _collect(self, on_output: OutputCallback | None, keep: bool) -> RunResult:
         reader = self._proc.stdout
         assert reader is not None
         chunks: dict[bytes, list[bytes]] = {launcher.STDOUT: [], launcher.STDERR: []}
@@ -158,8 +191,9 @@ class Process:
                 ) from None
             if kind == launcher.RESULT:
                 break
-            chunks[kind].append(payload)
-            interleaved.append(payload)
+            if keep:
+                chunks[kind].append(payload)
+                interleaved.append(payload)
             if on_output is not None:
                 on_output(Stream.STDOUT if kind == launcher.STDOUT else Stream.STDERR, payload)
         fields = marshal.loads(payload)
@@ -223,7 +257,4 @@ async def start(spec: RunSpec, python: str, zygote: Zygote | None = None,
 
 async def run(spec: RunSpec, python: str, stdin: bytes = b"") -> RunResult:
     """Runs one program to its end with `stdin` as its whole input."""
-    process = await start(spec, python)
-    await process.write_stdin(stdin)
-    await process.close_stdin()
-    return await process.wait()
+    return await (await start(spec, python)).communicate(stdin)

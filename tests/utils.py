@@ -10,12 +10,15 @@ A server runs in one of two modes:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import itertools
 import os
 import pwd
+import secrets
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from sandbox import Sandbox, WarmInterpreter
 
@@ -61,6 +65,8 @@ BUILD_COMPLETE = ".complete"
 
 # Folders where a run can leave files outside its working directory (world-writable).
 SHARED_TMP = (Path("/tmp"), Path("/dev/shm"))
+MEMORY_HIERARCHY = Path("/sys/fs/cgroup/memory")
+PIDS_HIERARCHY = Path("/sys/fs/cgroup/pids")
 # Top-level folders of SHARED_TMP that the tests themselves make.
 HARNESS_PREFIXES = ("sandbox-test-", "pytest-of-")
 
@@ -385,12 +391,12 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def serve(env: Mapping[str, str] | None = None, *, user: ServiceUser | None = None,
-          python: str = sys.executable) -> Iterator[Server]:
+          python: str = sys.executable, cgroup: Path | None = None) -> Iterator[Server]:
     """`run_server` in a work root of its own (made for `user` when given), removed afterwards
     with the server's log."""
     root = make_work_root(owner=user)
     try:
-        with run_server(root, env, user=user, python=python) as server:
+        with run_server(root, env, user=user, python=python, cgroup=cgroup) as server:
             yield server
     finally:
         shutil.rmtree(root.parent, ignore_errors=True)
@@ -398,11 +404,13 @@ def serve(env: Mapping[str, str] | None = None, *, user: ServiceUser | None = No
 
 @contextmanager
 def run_server(work_root: Path, env: Mapping[str, str] | None = None, *,
-               user: ServiceUser | None = None, python: str = sys.executable) -> Iterator[Server]:
+               user: ServiceUser | None = None, python: str = sys.executable,
+               cgroup: Path | None = None) -> Iterator[Server]:
     """`python -m adapter` on a free port, until /health answers 200; killed afterwards.
 
     As the tests' own user by default (root: runs get uids of a slice of this session's block);
-    as `user` with its uid and gid and no supplementary groups when given, from `python`."""
+    as `user` with its uid and gid and no supplementary groups when given, from `python`.
+    `cgroup`: a v1 memory cgroup (see `memory_cgroup`) the service starts in."""
     port = free_port()
     settings = {"HOST": "127.0.0.1", "PORT": str(port), "SANDBOX_WORK_ROOT": str(work_root)}
     run_uids = range(0)
@@ -423,8 +431,13 @@ def run_server(work_root: Path, env: Mapping[str, str] | None = None, *,
     log_path = work_root.parent / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115
     started = time.time()
+    argv = [python, "-m", "adapter"]
+    if cgroup is not None:
+        # The service moves itself in before it starts: everything it and its runs hold is
+        # charged there.
+        argv = ["/bin/sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh", *argv]
     process = subprocess.Popen(
-        [python, "-m", "adapter"], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        argv, cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
         user=None if user is None else user.uid, group=None if user is None else user.gid,
         extra_groups=None if user is None else [])
     server = Server(f"http://127.0.0.1:{port}", process, work_root,
@@ -436,6 +449,64 @@ def run_server(work_root: Path, env: Mapping[str, str] | None = None, *,
     finally:
         stop(process)
         log.close()
+
+
+def own_memory_cgroup() -> Path | None:
+    """This process's v1 memory cgroup folder, where root may make children; None elsewhere."""
+    if not IS_ROOT:
+        return None
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _id, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            folder = MEMORY_HIERARCHY / path.lstrip("/")
+            if (folder / "memory.limit_in_bytes").exists():
+                return folder
+    return None
+
+
+@contextmanager
+def memory_cgroup(limit_bytes: int, user: ServiceUser | None = None) -> Iterator[Path]:
+    """A v1 memory cgroup of `limit_bytes` (no swap either) made under this process's own and
+    never elsewhere, which `user` may move itself into; removed afterwards with whatever it
+    and its children hold."""
+    parent = own_memory_cgroup()
+    if parent is None:
+        pytest.skip("needs root and a writable v1 memory cgroup")
+    folder = parent / f"sandbox-test-{secrets.token_hex(4)}"
+    folder.mkdir()
+    try:
+        (folder / "memory.limit_in_bytes").write_text(str(limit_bytes))
+        with contextlib.suppress(OSError):
+            (folder / "memory.memsw.limit_in_bytes").write_text(str(limit_bytes))
+        if user is not None:
+            os.chown(folder / "cgroup.procs", user.uid, user.gid)
+        yield folder
+    finally:
+        remove_cgroup_tree(folder)
+
+
+def remove_cgroup_tree(folder: Path) -> None:
+    """Kills every process in the cgroups of `folder` (deepest first), then removes them."""
+    for child in [p for p in folder.rglob("*") if p.is_dir()][::-1] + [folder]:
+        deadline = time.monotonic() + 10
+        while child.exists():
+            with contextlib.suppress(OSError, ValueError):
+                for pid in (child / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+            with contextlib.suppress(FileNotFoundError, OSError):
+                child.rmdir()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cannot remove the test's cgroup {child}")
+            time.sleep(0.02)
+
+
+def run_cgroups(server: Server) -> list[Path]:
+    """Cgroups of runs that `server` made and has not removed yet."""
+    found = []
+    for hierarchy in (MEMORY_HIERARCHY, PIDS_HIERARCHY):
+        found += [p for p in hierarchy.rglob(f"sandbox-service-{server.process.pid}*/run-*")]
+    return found
 
 
 def make_work_root(owner: ServiceUser | None = None) -> Path:

@@ -1,0 +1,148 @@
+"""What programs consume cannot take the service down: the service runs inside a 1.5 GiB memory
+cgroup the test makes under its own (what a 2 GiB session-pool container leaves it), as root
+and as the unprivileged user, and each request here would have had the kernel's OOM killer end
+it, or wedged a run slot, before the run's memory bound and concurrent feeding."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..conftest import SERVER_ENV, skip_or_fail
+from ..utils import (
+    ROOT_MODE,
+    SERVICE_USER,
+    Server,
+    alive,
+    assert_nothing_left,
+    find_user,
+    memory_cgroup,
+    own_memory_cgroup,
+    provide_user_python,
+    run_cgroups,
+    serve,
+    unprivileged_unavailable,
+)
+
+GiB = 1 << 30
+SERVICE_LIMIT_BYTES = 3 * GiB // 2
+
+# `main()` forks N children that each allocate and touch EACH MB, then sleep: every child is far
+# inside RLIMIT_AS and the process limit, the run together far past its memory limit.
+MANY_CHILDREN = """\
+#include <cstdlib>
+#include <sys/wait.h>
+#include <unistd.h>
+int main() {
+    for (int i = 0; i < N; i++) {
+        if (fork() == 0) {
+            // Through a volatile pointer: the compiler may not drop the unread pages.
+            volatile char* block = static_cast<char*>(std::malloc(EACH << 20));
+            for (long at = 0; block && at < (EACH << 20); at += 4096) block[at] = 1;
+            sleep(20);
+            return 0;
+        }
+    }
+    while (wait(nullptr) > 0) {}
+}
+"""
+# (children, MB each) per mode: as root 58 x 30 MB (1.7 GB); as the unprivileged user, whose
+# processes count against one RLIMIT_NPROC with the service's, 15 x 123 MB.
+SHAPES = {ROOT_MODE: (58, 30), "unprivileged": (15, 123)}
+
+
+@pytest.fixture(scope="module", params=[ROOT_MODE, "unprivileged"])
+def bounded_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """The service in a memory cgroup of 1.5 GiB, in each mode."""
+    if own_memory_cgroup() is None:
+        pytest.skip("needs root and a writable v1 memory cgroup")
+    user, python = None, None
+    if request.param != ROOT_MODE:
+        reason = unprivileged_unavailable()
+        if reason is not None:
+            skip_or_fail(reason)
+        user = find_user(SERVICE_USER)
+        python = provide_user_python()
+    with memory_cgroup(SERVICE_LIMIT_BYTES, user) as cgroup:
+        kwargs = {"python": python} if python else {}
+        with serve(SERVER_ENV, user=user, cgroup=cgroup, **kwargs) as server:  # type: ignore[arg-type]
+            yield server
+
+
+def execute(server: Server, language: str, code: str, **properties: object) -> httpx.Response:
+    with server.client(timeout=90) as client:
+        return client.post(f"/{language}/execute",
+                           json={"properties": {"code": code, **properties}})
+
+
+def honest_run(server: Server) -> None:
+    reply = execute(server, "python", "print(6 * 7)")
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["properties"]["stdout"] == "42\n"
+
+
+def assert_survived(server: Server) -> None:
+    assert server.process.poll() is None, "the service died"
+    assert server.health().status_code == 200
+    honest_run(server)
+    assert_nothing_left(server)
+    deadline = time.monotonic() + 5
+    while run_cgroups(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run_cgroups(server) == []
+
+
+def test_many_mid_sized_children_are_a_memory_limit(bounded_server: Server) -> None:
+    n, each = SHAPES[bounded_server.mode]
+    code = MANY_CHILDREN.replace("N;", f"{n};").replace("EACH", str(each))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        bomb = pool.submit(execute, bounded_server, "cpp", code, timeoutInSeconds=30)
+        # The service answers all along, and an honest run alongside succeeds.
+        while not bomb.done():
+            assert bounded_server.health().status_code == 200
+            honest_run(bounded_server)
+        reply = bomb.result()
+    assert reply.status_code == 200, reply.text
+    properties = reply.json()["properties"]
+    assert properties["compile"]["outcome"] == "ok"
+    assert properties["outcome"] == "memory_limit"
+    assert_survived(bounded_server)
+
+
+def test_a_program_that_prints_before_it_reads_cannot_hang_its_run(
+        bounded_server: Server) -> None:
+    # 2.2 MB out before it reads 4 MB in, as a DMOJ generator does: the reply comes (at the
+    # output cap), within the wall clock, and the slot is free again.
+    code = ("#include <cstdio>\n#include <iostream>\n#include <string>\nint main(){"
+            "for(int i=0;i<2200;i++) std::fputs(std::string(999,'x').append(\"\\n\").c_str(),"
+            "stdout);std::fflush(stdout);std::string s,all;while(std::cin>>s) all+=s;"
+            "std::printf(\"%zu\\n\", all.size());}")
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(execute, bounded_server, "cpp", code, stdin="y" * (4 << 20),
+                            timeoutInSeconds=5) for _ in range(2)]
+        replies = [run.result() for run in runs]
+    assert time.monotonic() - started < 30
+    for reply in replies:
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["properties"]["outcome"] == "output_limit"
+    assert_survived(bounded_server)
+
+
+def test_the_service_is_never_the_oom_killers_choice(bounded_server: Server) -> None:
+    service = bounded_server.process.pid
+    if bounded_server.mode != ROOT_MODE:
+        # The shell that moved it into the cgroup exec'd the service: same pid.
+        assert alive(service)
+    score = int(Path(f"/proc/{service}/oom_score_adj").read_text())
+    assert score <= 0
+    with bounded_server.client() as client:
+        layers = {layer["name"]: layer for layer in client.get("/").json()["layers"]}
+    assert layers["oom_score"]["active"] is True
+    expected = "cgroups" if bounded_server.mode == ROOT_MODE else "memory_watchdog"
+    assert layers[expected]["active"] is True, layers[expected]
