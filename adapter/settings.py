@@ -58,6 +58,8 @@ class Settings:
     http_body_idle_timeout_s: float = 30.0
     # Open connections at once (lowered to what RLIMIT_NOFILE leaves); one past it gets a 503.
     max_connections: int = 4096
+    # Stdin one Piston WebSocket may send in all; past it the socket ends with an error.
+    max_socket_stdin_bytes: int = 32 * MiB
     # On SIGTERM: how long in-flight requests may take to finish before their runs are killed.
     shutdown_grace_s: float = 30.0
     # Ceilings: a request may lower any limit, and raise one up to here, never beyond.
@@ -190,4 +192,5 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_processes": int, "max_open_files": int, "max_file_bytes": int, "max_output_bytes": int,
     "compile_cache_dir": Path, "compile_cache_bytes": int, "max_batch_cases": int,
     "http_head_timeout_s": float, "http_body_idle_timeout_s": float, "max_connections": int,
+    "max_socket_stdin_bytes": int,
 }
