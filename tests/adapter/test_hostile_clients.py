@@ -7,18 +7,23 @@ timeouts, keep `/health` answering and a real run working, and keep its log smal
 
 from __future__ import annotations
 
+import json
+import logging
 import resource
 import select
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Self
 
 import httpx
 import psutil
 import pytest
+
+from adapter import Settings, SettingsError
+from adapter.server import RESERVED_FDS, RateLimitedLog, connection_bound
 
 from ..utils import Server, serve
 
@@ -237,3 +242,51 @@ def test_accept_errors_are_logged_at_a_bounded_rate() -> None:
     assert len(failures) <= seconds + 3
     assert len(new_lines) < MAX_LOG_LINES
     assert not [line for line in new_lines if "Traceback" in line]
+
+
+def test_the_soft_open_files_limit_is_raised_to_the_hard_one_at_startup() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with ExitStack() as stack:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # what the service inherits
+        try:
+            server = stack.enter_context(serve())
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert resource.prlimit(server.process.pid, resource.RLIMIT_NOFILE) == (hard, hard)
+        http = next(json.loads(line) for line in log_lines(server) if '"event": "http"' in line)
+        assert http["open_files_limit"] == hard
+        assert http["max_connections"] == connection_bound(4096, hard)
+
+
+@pytest.mark.parametrize(("max_connections", "open_files", "bound"), [
+    (4096, 20000, 4096),
+    (4096, 4096, 4096 - RESERVED_FDS),
+    (4096, 1024, 512),  # a small limit: half of it
+    (100, 1024, 100),
+    (4096, 1, 1),
+])
+def test_the_connection_bound_leaves_descriptors_to_the_service(
+        max_connections: int, open_files: int, bound: int) -> None:
+    assert connection_bound(max_connections, open_files) == bound
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("SANDBOX_HTTP_HEAD_TIMEOUT_S", "0"), ("SANDBOX_HTTP_BODY_IDLE_TIMEOUT_S", "-1"),
+    ("SANDBOX_MAX_CONNECTIONS", "0"), ("SANDBOX_MAX_SOCKET_STDIN_BYTES", "0"),
+])
+def test_http_settings_must_be_positive(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name} must be positive"):
+        Settings.from_environ({name: value})
+
+
+def test_rate_limited_log_writes_one_line_a_second_with_the_count_left_out(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    limited = RateLimitedLog("accept_failed", clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="adapter.server"):
+        for _ in range(100):  # 32 events a second (a step exact in binary) for ~3 s
+            limited.note(error="EMFILE")
+            now[0] += 1 / 32
+    lines = [json.loads(record.getMessage()) for record in caplog.records]
+    assert lines == [{"event": "accept_failed", "error": "EMFILE", "suppressed": count}
+                     for count in (0, 31, 31, 31)]
