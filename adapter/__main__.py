@@ -12,18 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import signal
 import sys
 from types import FrameType
 from typing import NoReturn
 
-import uvicorn
-
 from runtimes import RuntimeConfigError
 from sandbox import SandboxError
 
-from . import check, grade
+from . import check, grade, server
 from .app import create_app
 from .settings import Settings, SettingsError
 
@@ -92,11 +89,8 @@ def serve(options: argparse.Namespace) -> int:
     # would end the process as killed by SIGTERM; a stop that let the runs finish is a success.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, exit_stopped)
-    # log_config=None: uvicorn's own lines go through the root handler, as JSON like ours.
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_config=None,
-                log_level=settings.log_level,
-                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s))
-    return 0
+    # uvicorn exits with 3 when it could not start (the port taken, the lifespan failing).
+    return 0 if server.serve(app, settings) else 3
 
 
 class JsonLines(logging.Formatter):

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -219,6 +219,10 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     elif isinstance(exc, (SandboxError, RuntimesError)):
         log.error("the sandbox failed on %s %s: %s", request.method, request.url.path, exc)
         error = ServiceError(f"the sandbox failed: {exc}")
+    elif isinstance(exc, ClientDisconnect):
+        # The client left mid-body (or its body stopped arriving and the server closed it):
+        # nobody reads the answer, and a traceback for each would let clients fill the log.
+        error = BadRequest("the client left before its request body was complete")
     elif isinstance(exc, HTTPException) and exc.status_code == 405:
         error = MethodNotAllowed(
             f"{request.method} is not allowed on {request.url.path}",
@@ -280,7 +284,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     handlers: dict[Any, Any] = {
         cls: handle_error
-        for cls in (ServiceError, RuntimesError, SandboxError, HTTPException, Exception)
+        for cls in (ServiceError, RuntimesError, SandboxError, HTTPException, ClientDisconnect,
+                    Exception)
     }
     app = Starlette(
         routes=[

@@ -8,7 +8,10 @@ initialized, 4004 data for another stream than stdin, 4005 an unknown signal.
 
 Two things Piston lacks: `{"type":"data","stream":"stdin","eof":true}` (with or without
 `data`) ends the program's input, and signals reach the program (its whole process group).
-Stdin sent before the run stage starts waits for it; signals before it are dropped.
+Stdin sent before the run stage starts waits for it; signals before it are dropped. While
+more than `STDIN_INBOX_BYTES` of stdin wait for the launcher to take them, no further message
+is read from the client (TCP pushes back on it); a socket's stdin in all is bounded by
+SANDBOX_MAX_SOCKET_STDIN_BYTES, past which the client gets an error and 4002.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from .service import Service
 log = logging.getLogger("adapter")
 
 INIT_TIMEOUT_S = 1.0
+# Stdin queued toward the run and not yet taken by the launcher, past which the client's next
+# message waits: a program that never reads must not make the service hold what is sent.
+STDIN_INBOX_BYTES = 1 << 20
 JOB_COMPLETED = (4999, "Job Completed")
 ALREADY_INITIALIZED = (4000, "Already Initialized")
 INIT_TIMEOUT = (4001, "Initialization Timeout")
@@ -59,6 +65,10 @@ class _SocketEvents(StageEvents):
     def __init__(self, outbox: asyncio.Queue[dict[str, Any] | None]) -> None:
         self.outbox = outbox
         self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        # Bytes of stdin in `inbox` or being written; `room` is set while they are few enough.
+        self.pending_stdin = 0
+        self.room = asyncio.Event()
+        self.room.set()
         self.process: Process | None = None
         # Chunks may split a UTF-8 sequence: decode each stream incrementally.
         self.decoders: dict[Stream, codecs.IncrementalDecoder] = {}
@@ -81,12 +91,22 @@ class _SocketEvents(StageEvents):
                                 "signal": rendered["signal"], "status": rendered["status"],
                                 "message": rendered["message"]})
 
+    def queue_stdin(self, data: bytes) -> None:
+        self.inbox.put_nowait(("stdin", data))
+        self.pending_stdin += len(data)
+        if self.pending_stdin > STDIN_INBOX_BYTES:
+            self.room.clear()
+
     async def attach(self, process: Process) -> None:
         self.process = process
         while True:
             kind, value = await self.inbox.get()
             if kind == "stdin":
+                # Returns once the launcher's pipe has taken it (write, then drain).
                 await process.write_stdin(value)
+                self.pending_stdin -= len(value)
+                if self.pending_stdin <= STDIN_INBOX_BYTES:
+                    self.room.set()
             elif kind == "eof":
                 await process.close_stdin()
             elif kind == "signal":
@@ -102,6 +122,7 @@ class PistonSocket:
         self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.events = _SocketEvents(self.outbox)
         self.job_task: asyncio.Task[None] | None = None
+        self.stdin_bytes = 0  # all the stdin this client sent
 
     async def serve(self) -> None:
         await self.ws.accept()
@@ -135,6 +156,7 @@ class PistonSocket:
         receiver: asyncio.Task[str] | None = None
         while True:
             if receiver is None:
+                await self._wait_for_room()
                 receiver = asyncio.create_task(self._receive())
             waiting: set[asyncio.Future[Any]] = {receiver}
             if self.job_task is not None:
@@ -153,6 +175,25 @@ class PistonSocket:
                 raw = receiver.result()
                 receiver = None
                 await self._on_message(raw)
+
+    async def _wait_for_room(self) -> None:
+        """Backpressure: while the run has not taken enough of the stdin already queued, the
+        next message is not read (unless the job ends meanwhile)."""
+        if self.events.room.is_set() or self.job_task is None:
+            return
+        room = asyncio.ensure_future(self.events.room.wait())
+        try:
+            await asyncio.wait({room, self.job_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            room.cancel()
+
+    def _queue_stdin(self, data: bytes) -> None:
+        self.stdin_bytes += len(data)
+        bound = self.service.settings.max_socket_stdin_bytes
+        if self.stdin_bytes > bound:
+            raise _Closing(NOTIFIED_ERROR, f"stdin exceeds {bound} bytes, the bound of one "
+                                           "connection (SANDBOX_MAX_SOCKET_STDIN_BYTES)")
+        self.events.queue_stdin(data)
 
     async def _receive(self) -> str:
         """The next message as text. A binary frame is read as UTF-8 too, as Piston's server
@@ -184,7 +225,7 @@ class PistonSocket:
             # Unlike execute, stdin arrives as the client types it: no newline is added.
             initial = message.get("stdin")
             if isinstance(initial, str) and initial:
-                self.events.inbox.put_nowait(("stdin", initial.encode()))
+                self._queue_stdin(initial.encode())
             self.job_task = asyncio.create_task(self._run(job))
         elif kind == "data":
             if self.job_task is None:
@@ -195,7 +236,7 @@ class PistonSocket:
             if data is not None and not isinstance(data, str):
                 raise _Closing(NOTIFIED_ERROR, "data must be a string")
             if data:
-                self.events.inbox.put_nowait(("stdin", data.encode(errors="replace")))
+                self._queue_stdin(data.encode(errors="replace"))
             if message.get("eof") is True:
                 self.events.inbox.put_nowait(("eof", None))
         elif kind == "signal":

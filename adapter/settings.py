@@ -53,6 +53,14 @@ class Settings:
     session_max_lifetime_s: float = 3600.0  # wall and CPU bound of one session's kernel
     max_sessions: int = 64
     max_upload_bytes: int = 128 * MiB
+    # HTTP clients: a request head must arrive within this of the connection being ready for
+    # one, and a body may pause this long at most; past either the connection is closed.
+    http_head_timeout_s: float = 10.0
+    http_body_idle_timeout_s: float = 30.0
+    # Open connections at once (lowered to what RLIMIT_NOFILE leaves); one past it gets a 503.
+    max_connections: int = 4096
+    # Stdin one Piston WebSocket may send in all; past it the socket ends with an error.
+    max_socket_stdin_bytes: int = 32 * MiB
     # On SIGTERM: how long in-flight requests may take to finish before their runs are killed.
     shutdown_grace_s: float = 30.0
     # Ceilings: a request may lower any limit, and raise one up to here, never beyond.
@@ -135,6 +143,9 @@ class Settings:
                      "session_cooldown_s", "session_max_lifetime_s"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"SANDBOX_{name.upper()} must be at least 1")
+        for name in ("http_head_timeout_s", "http_body_idle_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"SANDBOX_{name.upper()} must be positive")
         if self.shutdown_grace_s < 0:
             raise SettingsError("SANDBOX_SHUTDOWN_GRACE_S must not be negative")
         if self.max_queued_runs < 0:
@@ -182,4 +193,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_cpu_time_s": float, "max_memory_bytes": int, "max_stack_bytes": int,
     "max_processes": int, "max_open_files": int, "max_file_bytes": int, "max_output_bytes": int,
     "compile_cache_dir": Path, "compile_cache_bytes": int, "max_batch_cases": int,
+    "http_head_timeout_s": float, "http_body_idle_timeout_s": float, "max_connections": int,
+    "max_socket_stdin_bytes": int,
 }
