@@ -100,9 +100,10 @@ class RunCgroup:
     def remove(self) -> bool:
         """Kills whatever is left in it (a run whose launcher was lost) and removes it; False
         when it could not be removed."""
-        if self.version == 2:
+        kill = self.folders[0] / "cgroup.kill"
+        if self.version == 2 and kill.exists():  # since Linux 5.14
             with contextlib.suppress(OSError):
-                _write(self.folders[0] / "cgroup.kill", "1")
+                _write(kill, "1")
         removed = True
         for folder in self.folders:
             removed = _remove_folder(folder, self.version) and removed

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from sandbox import Limits, Outcome, RunResult, Sandbox, SandboxConfig, Stream
 
@@ -246,3 +248,29 @@ def test_a_cgroup_is_made_under_the_services_own(work_root: Path) -> None:
     finally:
         sandbox.close()
     assert not any(subtree.exists() for subtree in subtrees)
+
+
+@given(n=st.integers(0, 4), each_mib=st.integers(1, 96), touch=st.booleans(),
+       tmpfs_mib=st.integers(0, 96))
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_outcome_is_memory_limit_exactly_when_the_shape_needs_more(
+        memory_sandbox: Sandbox, n: int, each_mib: int, touch: bool, tmpfs_mib: int) -> None:
+    """For any shape of processes x bytes each x touched or not x tmpfs bytes: the run's peak
+    never passes its limit by more than the slack (the kernel's bound) or what the shape holds
+    (the watchdog's, which looks every 50 ms), and the outcome is memory_limit exactly when the
+    shape needs more than the limit. Shapes within a quarter of the limit either way, where
+    the interpreters' own pages decide, are left out."""
+    cgroup = memory_sandbox.layers.cgroups is not None
+    counted_tmpfs = tmpfs_mib if cgroup and memory_sandbox.layers.active("tmpfs") else 0
+    if not cgroup:
+        tmpfs_mib = 0  # the watchdog measures processes; a file nobody maps is the disk's
+    need = (n * each_mib if touch else 0) * MiB + counted_tmpfs * MiB
+    assume(abs(need - LIMIT) > LIMIT // 4)
+    result = run_shape(memory_sandbox, n, each_mib * MiB, touch, tmpfs_mib * MiB,
+                       address_space=False)
+    assert (result.outcome is Outcome.MEMORY_LIMIT) == (need > LIMIT), result
+    if result.outcome is not Outcome.MEMORY_LIMIT:
+        assert (result.outcome, result.stdout) == (Outcome.OK, b"done\n")
+    ceiling = LIMIT if cgroup else max(need, LIMIT)
+    assert result.memory_bytes <= ceiling + SLACK_BYTES
