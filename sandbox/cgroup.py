@@ -212,15 +212,21 @@ def _reclaim(parents: Iterable[Path], version: int) -> None:
     for parent in parents:
         with contextlib.suppress(OSError):
             for child in parent.iterdir():
-                suffix = child.name.removeprefix(SUBTREE_PREFIX)
-                if child.name.startswith(SUBTREE_PREFIX) and suffix.isdigit() \
-                        and int(suffix) != os.getpid() and not _pid_alive(int(suffix)):
+                pid = child.name.removeprefix(SUBTREE_PREFIX).partition("-")[0]
+                if child.name.startswith(SUBTREE_PREFIX) and pid.isdigit() \
+                        and int(pid) != os.getpid() and not _pid_alive(int(pid)):
                     _remove_tree(child, version)
 
 
-def _make_subtree(parent: Path) -> Path:
-    subtree = parent / f"{SUBTREE_PREFIX}{os.getpid()}"
-    subtree.mkdir(mode=0o700, exist_ok=True)
+def _subtree_name() -> str:
+    # The pid, so a successor can tell a dead service's subtree; a random part, so two
+    # sandboxes of one process (tools, tests) never share one.
+    return f"{SUBTREE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _make_subtree(parent: Path, name: str) -> Path:
+    subtree = parent / name
+    subtree.mkdir(mode=0o700)
     return subtree
 
 
@@ -262,7 +268,7 @@ def find_tree(cgroup_text: str | None = None, mountinfo_text: str | None = None)
         if {"memory", "pids"} <= set(controllers):
             _reclaim([folder], 2)
             _enable_controllers(folder)
-            subtree = _make_subtree(folder)
+            subtree = _make_subtree(folder, _subtree_name())
             _write(subtree / "cgroup.subtree_control", "+memory +pids")
             return CgroupTree(2, (subtree,))
         if controllers or not why:
@@ -271,9 +277,10 @@ def find_tree(cgroup_text: str | None = None, mountinfo_text: str | None = None)
         parents = [mounts[name] / own[name].lstrip("/") for name in ("memory", "pids")]
         _reclaim(parents, 1)
         made = []
+        name = _subtree_name()
         try:
             for parent in parents:
-                made.append(_make_subtree(parent))
+                made.append(_make_subtree(parent, name))
         except OSError as exc:
             for subtree in made:
                 with contextlib.suppress(OSError):

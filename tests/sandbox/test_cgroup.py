@@ -29,8 +29,9 @@ def fake_v2(root: Path, own: str, controllers: str = "cpu memory pids") -> Path:
 def test_v2_subtree_goes_under_the_services_own_cgroup(tmp_path: Path) -> None:
     own = fake_v2(tmp_path, "/docker/abc")
     tree = find_tree("0::/docker/abc\n", V2_MOUNTINFO.format(root=tmp_path))
-    subtree = own / f"{SUBTREE_PREFIX}{os.getpid()}"
-    assert (tree.version, tree.subtrees) == (2, (subtree,))
+    (subtree,) = tree.subtrees
+    assert tree.version == 2
+    assert subtree.parent == own and subtree.name.startswith(f"{SUBTREE_PREFIX}{os.getpid()}-")
     # Controllers handed down to the subtree, and by it to each run's cgroup.
     assert (own / "cgroup.subtree_control").read_text() == "+memory +pids"
     assert (subtree / "cgroup.subtree_control").read_text() == "+memory +pids"
@@ -64,7 +65,8 @@ def test_v1_subtrees_go_under_each_hierarchys_own_cgroup(tmp_path: Path) -> None
     (tmp_path / "memory" / "a" / "b").mkdir(parents=True)
     (tmp_path / "pids").mkdir()
     tree = find_tree("4:memory:/a/b\n8:pids:/\n0::/\n", V1_MOUNTINFO.format(root=tmp_path))
-    name = f"{SUBTREE_PREFIX}{os.getpid()}"
+    name = tree.subtrees[0].name
+    assert name.startswith(f"{SUBTREE_PREFIX}{os.getpid()}-")
     assert (tree.version, tree.subtrees) == (
         1, (tmp_path / "memory" / "a" / "b" / name, tmp_path / "pids" / name))
     cgroup = tree.create(100 << 20, 8)
@@ -79,7 +81,7 @@ def test_v1_subtrees_go_under_each_hierarchys_own_cgroup(tmp_path: Path) -> None
 def test_a_dead_services_subtree_is_reclaimed(tmp_path: Path) -> None:
     own = fake_v2(tmp_path, "/x")
     # A pid that cannot be alive (above pid_max).
-    stale = own / f"{SUBTREE_PREFIX}{1 << 30}"
+    stale = own / f"{SUBTREE_PREFIX}{1 << 30}-0123abcd"
     (stale / "run-1").mkdir(parents=True)
     find_tree("0::/x\n", V2_MOUNTINFO.format(root=tmp_path))
     assert not stale.exists()
