@@ -26,6 +26,7 @@ from adapter import Settings, SettingsError
 from adapter.server import RESERVED_FDS, RateLimitedLog, connection_bound
 
 from ..utils import Server, serve
+from .test_piston_socket import conversation, init
 
 TIMEOUT_S = 3.0
 HALF_HEAD = b"GET /health HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow"
@@ -196,6 +197,17 @@ def test_a_body_that_keeps_arriving_slowly_is_not_cut(guarded: Server) -> None:
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
     assert b'"stdout":"2\\n"' in reply
+
+
+def test_a_websocket_outlives_the_http_timeouts(guarded: Server) -> None:
+    """Once upgraded, a connection belongs to the WebSocket protocol: the HTTP timers of its
+    upgrade request must not cut a job that runs longer than them."""
+    code = f"import time\ntime.sleep({TIMEOUT_S * 2})\nprint('still here')\n"
+    with conversation(guarded) as talk:
+        talk.send(init("python", code))
+        messages = talk.rest(timeout=TIMEOUT_S * 2 + 10)
+    assert talk.close == (4999, "Job Completed")
+    assert {"type": "data", "stream": "stdout", "data": "still here\n"} in messages
 
 
 def test_connections_past_the_bound_get_503_and_are_closed() -> None:
