@@ -25,14 +25,14 @@ import pytest
 from adapter import Settings, SettingsError
 from adapter.server import RESERVED_FDS, RateLimitedLog, connection_bound
 
-from ..utils import Server, serve
+from ..utils import Server, assert_nothing_left, serve
 from .test_piston_socket import conversation, init
 
 TIMEOUT_S = 3.0
 HALF_HEAD = b"GET /health HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow"
 HALF_BODY = (b"POST /python/execute HTTP/1.1\r\nHost: localhost\r\n"
              b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-             b'{"propert')
+             b'{"properti')  # 10 of the 1000 bytes
 HEALTH_LATENCY_S = 2.0
 # Every line the service writes for these tests: startup lines, rate-limited warnings.
 MAX_LOG_LINES = 200
@@ -165,6 +165,7 @@ def test_two_thousand_half_sent_heads_are_closed_and_health_answers(guarded: Ser
     assert not [line for line in new_lines if "Traceback" in line]
     timeouts = [line for line in new_lines if '"http_timeout"' in line]
     assert timeouts and len(timeouts) <= TIMEOUT_S + 8
+    assert_nothing_left(guarded)
 
 
 def test_half_sent_bodies_are_closed_after_the_idle_timeout(guarded: Server) -> None:
