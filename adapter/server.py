@@ -88,6 +88,7 @@ class GuardedH11Protocol(H11Protocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._last_data = 0.0
+        self._upgraded = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -114,7 +115,9 @@ class GuardedH11Protocol(H11Protocol):
         self._watch()
 
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
-        # The WebSocket protocol takes the transport over and keeps it alive with its pings.
+        # The WebSocket protocol takes the transport over and keeps it alive with its pings;
+        # the request's h11 state stays as it was (a body pending), so nothing may be armed.
+        self._upgraded = True
         self._cancel_timers()
         super().handle_websocket_upgrade(event)
 
@@ -122,7 +125,7 @@ class GuardedH11Protocol(H11Protocol):
         """Arms the timer that the request's state calls for: a head deadline while waiting
         for a request (not moved by data, so a byte at a time cannot hold it open), a body idle
         timer while its body arrives, none while the app answers."""
-        if self.transport.is_closing():
+        if self._upgraded or self.transport.is_closing():
             return
         state = self.conn.their_state
         if state is h11.IDLE:

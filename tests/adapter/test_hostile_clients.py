@@ -25,13 +25,14 @@ import pytest
 from adapter import Settings, SettingsError
 from adapter.server import RESERVED_FDS, RateLimitedLog, connection_bound
 
-from ..utils import Server, serve
+from ..utils import Server, assert_nothing_left, serve
+from .test_piston_socket import conversation, init
 
 TIMEOUT_S = 3.0
 HALF_HEAD = b"GET /health HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow"
 HALF_BODY = (b"POST /python/execute HTTP/1.1\r\nHost: localhost\r\n"
              b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-             b'{"propert')
+             b'{"properti')  # 10 of the 1000 bytes
 HEALTH_LATENCY_S = 2.0
 # Every line the service writes for these tests: startup lines, rate-limited warnings.
 MAX_LOG_LINES = 200
@@ -164,6 +165,7 @@ def test_two_thousand_half_sent_heads_are_closed_and_health_answers(guarded: Ser
     assert not [line for line in new_lines if "Traceback" in line]
     timeouts = [line for line in new_lines if '"http_timeout"' in line]
     assert timeouts and len(timeouts) <= TIMEOUT_S + 8
+    assert_nothing_left(guarded)
 
 
 def test_half_sent_bodies_are_closed_after_the_idle_timeout(guarded: Server) -> None:
@@ -196,6 +198,17 @@ def test_a_body_that_keeps_arriving_slowly_is_not_cut(guarded: Server) -> None:
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
     assert b'"stdout":"2\\n"' in reply
+
+
+def test_a_websocket_outlives_the_http_timeouts(guarded: Server) -> None:
+    """Once upgraded, a connection belongs to the WebSocket protocol: the HTTP timers of its
+    upgrade request must not cut a job that runs longer than them."""
+    code = f"import time\ntime.sleep({TIMEOUT_S * 2})\nprint('still here')\n"
+    with conversation(guarded) as talk:
+        talk.send(init("python", code))
+        messages = talk.rest(timeout=TIMEOUT_S * 2 + 10)
+    assert talk.close == (4999, "Job Completed")
+    assert {"type": "data", "stream": "stdout", "data": "still here\n"} in messages
 
 
 def test_connections_past_the_bound_get_503_and_are_closed() -> None:
