@@ -90,6 +90,9 @@ async def status(request: Request) -> Response:
             "waiting": service.admission.waiting,
             "maxConcurrent": service.admission.max_running,
             "maxWaiting": service.admission.max_waiting,
+            "memoryBudgetBytes": service.admission.memory_budget_bytes,
+            "memoryReservedBytes": service.admission.reserved_bytes,
+            "memoryBudgetFrom": service.memory_budget_detail,
         },
         "routes": route_list(service),
     })

@@ -31,7 +31,7 @@ from runtimes import (
     run_selftest,
     warm_interpreter,
 )
-from sandbox import Sandbox
+from sandbox import Limits, Sandbox, own_memory_limit_bytes
 
 from .admission import Admission
 from .errors import ServiceBusy, ShuttingDown
@@ -61,13 +61,15 @@ class Service:
     compile_cache: CompileCache | None = None
     compile_cache_detail: str = "not set up"  # where it is, or why there is none
     precompiled: str = "being built"  # which headers are precompiled, or why none
+    memory_budget_detail: str = ""  # where the memory budget comes from
 
     @classmethod
     def create(cls, settings: Settings) -> Service:
         """Probes the sandbox and loads the runtimes; fails loudly on any misconfiguration."""
         sandbox = Sandbox(settings.sandbox_config())
         registry = Registry(load_runtimes(*settings.runtimes_dirs))
-        admission = Admission(settings.max_concurrent_runs, settings.max_queued_runs)
+        budget, budget_detail = memory_budget(settings)
+        admission = Admission(settings.max_concurrent_runs, settings.max_queued_runs, budget)
         metrics = Metrics(lambda: admission.running, lambda: admission.waiting)
         sessions = Sessions(settings, sandbox, registry.find("python"))
         cache, detail = open_compile_cache(settings, sandbox, registry)
@@ -75,15 +77,26 @@ class Service:
             # Started now, so the first run finds its interpreter warm.
             sandbox.warm_zygote(warm_interpreter(runtime))
         return cls(settings, sandbox, registry, admission, metrics, sessions,
-                   compile_cache=cache, compile_cache_detail=detail)
+                   compile_cache=cache, compile_cache_detail=detail,
+                   memory_budget_detail=budget_detail)
+
+    def run_memory_bytes(self, *limits: Limits | None) -> int:
+        """What one execution holds of the memory budget: its largest stage's limit (stages
+        run one after another), plus its working directory where that is a tmpfs its cgroup
+        does not charge (no cgroups)."""
+        memory = max((stage.memory_bytes for stage in limits if stage is not None), default=0)
+        layers = self.sandbox.layers
+        if layers.active("tmpfs") and layers.cgroups is None:
+            memory += self.settings.max_disk_bytes
+        return memory
 
     @contextlib.asynccontextmanager
-    async def run_slot(self) -> AsyncIterator[None]:
+    async def run_slot(self, memory_bytes: int = 0) -> AsyncIterator[None]:
         """An admission slot for one execution or compile: a full waiting line is counted as a
         rejection, and a cancellation (only a shutdown past its grace period cancels a run, its
         jail gone by then) becomes a clear 503 to retry elsewhere rather than a bare 500."""
         try:
-            async with self.admission.slot():
+            async with self.admission.slot(memory_bytes):
                 yield
         except ServiceBusy:
             self.metrics.rejections.inc()
@@ -97,7 +110,8 @@ class Service:
         """One execution (see runtimes.execute for `options`) in an admission slot, counted;
         compiles go through the compile cache."""
         options.setdefault("cache", self.compile_cache)
-        async with self.run_slot():
+        memory = self.run_memory_bytes(*stage_limits_of(runtime, options))
+        async with self.run_slot(memory):
             started = time.perf_counter()
             execution = await execute(self.sandbox, runtime, files, **options)
         self.metrics.observe_run(runtime.name, outcome_name(execution),
@@ -109,7 +123,7 @@ class Service:
         """One compile kept for later runs (see runtimes.compile_program), through the compile
         cache, in an admission slot. A failed compile is counted as a run ending in
         compile_error."""
-        async with self.run_slot():
+        async with self.run_slot(self.run_memory_bytes(*stage_limits_of(runtime, options))):
             started = time.perf_counter()
             compiled = await compile_program(self.sandbox, runtime, files,
                                              cache=self.compile_cache, **options)
@@ -175,6 +189,38 @@ class Service:
         if failed:
             return "; ".join(f"self-test of {r.runtime} failed: {r.detail}" for r in failed)
         return None
+
+
+def stage_limits_of(runtime: Runtime, options: dict[str, Any]) -> tuple[Limits | None, ...]:
+    """The limits an execution's stages run under (a compile without its own limits takes the
+    runtime's). A cached compile is not known ahead, so a compiling runtime's request holds
+    its compile's memory too."""
+    compile_limits = options.get("compile_limits")
+    if compile_limits is None and runtime.compile is not None:
+        compile_limits = runtime.compile.limits
+    return options.get("run_limits") or runtime.run.limits, compile_limits
+
+
+def memory_budget(settings: Settings) -> tuple[int, str]:
+    """The memory budget of admission, and where it comes from."""
+    if settings.memory_budget_bytes is not None:
+        return settings.memory_budget_bytes, "SANDBOX_MEMORY_BUDGET_BYTES"
+    limit = own_memory_limit_bytes()
+    source = "the service's cgroup limit"
+    if limit is None:
+        limit = _available_bytes()
+        source = "the memory available at startup"
+    reserve = settings.memory_reserve_bytes
+    return max(limit - reserve, 0), (f"{source} ({limit} bytes) less "
+                                     f"SANDBOX_MEMORY_RESERVE_BYTES ({reserve})")
+
+
+def _available_bytes() -> int:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no MemAvailable in /proc/meminfo")
 
 
 def open_compile_cache(settings: Settings, sandbox: Sandbox,

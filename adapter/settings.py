@@ -47,6 +47,11 @@ class Settings:
     runtimes_dirs: tuple[Path, ...] = ()  # empty: the built-in runtimes
     max_concurrent_runs: int = max(1, os.cpu_count() or 1)
     max_queued_runs: int = 64
+    # What runs' memory limits, sessions and uploads may hold together; None: the limit of the
+    # cgroup the service is in (a container's), else the memory available at startup, less
+    # `memory_reserve_bytes` for the service itself.
+    memory_budget_bytes: int | None = None
+    memory_reserve_bytes: int = 256 * MiB
     max_body_bytes: int = 10 * MiB
     # Code-interpreter sessions (POST /code/execute with an identifier, /executions, /files).
     session_cooldown_s: float = 300.0  # idle this long, a session ends with its files
@@ -148,6 +153,10 @@ class Settings:
                 raise SettingsError(f"SANDBOX_{name.upper()} must be positive")
         if self.shutdown_grace_s < 0:
             raise SettingsError("SANDBOX_SHUTDOWN_GRACE_S must not be negative")
+        if self.memory_budget_bytes is not None and self.memory_budget_bytes < 1:
+            raise SettingsError("SANDBOX_MEMORY_BUDGET_BYTES must be at least 1")
+        if self.memory_reserve_bytes < 0:
+            raise SettingsError("SANDBOX_MEMORY_RESERVE_BYTES must not be negative")
         if self.max_queued_runs < 0:
             raise SettingsError("SANDBOX_MAX_QUEUED_RUNS must not be negative")
         if self.compile_cache_bytes < 0:
@@ -189,6 +198,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_disk_files": int, "shutdown_grace_s": float, "session_cooldown_s": float,
     "session_max_lifetime_s": float, "max_sessions": int, "max_upload_bytes": int,
     "uid_first": int, "uid_count": int, "runtimes_dirs": _paths, "max_concurrent_runs": int,
+    "memory_budget_bytes": int, "memory_reserve_bytes": int,
     "max_queued_runs": int, "max_body_bytes": int, "max_wall_timeout_s": float,
     "max_cpu_time_s": float, "max_memory_bytes": int, "max_stack_bytes": int,
     "max_processes": int, "max_open_files": int, "max_file_bytes": int, "max_output_bytes": int,

@@ -3,6 +3,7 @@
 Knows nothing of HTTP, wire formats, TOML or languages.
 """
 
+from .cgroup import own_memory_limit_bytes
 from .errors import LaunchError, SandboxError, UnsafeName
 from .jail import Jail, Sandbox, SandboxConfig
 from .layers import Layer
@@ -30,5 +31,6 @@ __all__ = [
     "UnsafeName",
     "WarmInterpreter",
     "harden_service",
+    "own_memory_limit_bytes",
     "resolve_inside",
 ]

@@ -290,3 +290,31 @@ def find_tree(cgroup_text: str | None = None, mountinfo_text: str | None = None)
         return CgroupTree(1, (made[0], made[1]))
     why.append("no v1 memory and pids hierarchies")
     raise OSError(errno.ENOENT, "; ".join(why))
+
+
+def own_memory_limit_bytes(cgroup_text: str | None = None,
+                           mountinfo_text: str | None = None) -> int | None:
+    """The memory limit this process lives under: the smallest of its cgroup's and its
+    ancestors' (v2 memory.max, v1 memory.limit_in_bytes), or None when none is set or
+    readable (the limit of a container, which the service shares with its runs)."""
+    if cgroup_text is None:
+        cgroup_text = _read(Path("/proc/self/cgroup"))
+    if mountinfo_text is None:
+        mountinfo_text = _read(Path("/proc/self/mountinfo"))
+    own, mounts = _own_paths(cgroup_text), _mounts(mountinfo_text)
+    limits = []
+    for hierarchy, file in (("", "memory.max"), ("memory", "memory.limit_in_bytes")):
+        if hierarchy not in own or hierarchy not in mounts:
+            continue
+        root = mounts[hierarchy]
+        folder = root / own[hierarchy].lstrip("/")
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                value = _read(folder / file).strip()
+                # v1 writes "no limit" as a page-rounded 2**63 - 1.
+                if value != "max" and int(value) < 1 << 62:
+                    limits.append(int(value))
+            if folder == root or root not in folder.parents:
+                break
+            folder = folder.parent
+    return min(limits) if limits else None

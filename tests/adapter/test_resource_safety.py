@@ -146,3 +146,11 @@ def test_the_service_is_never_the_oom_killers_choice(bounded_server: Server) -> 
     assert layers["oom_score"]["active"] is True
     expected = "cgroups" if bounded_server.mode == ROOT_MODE else "memory_watchdog"
     assert layers[expected]["active"] is True, layers[expected]
+
+
+def test_the_memory_budget_is_the_containers_limit_less_the_reserve(
+        bounded_server: Server) -> None:
+    with bounded_server.client() as client:
+        runs = client.get("/").json()["runs"]
+    assert runs["memoryBudgetBytes"] == SERVICE_LIMIT_BYTES - 256 * (1 << 20)
+    assert runs["memoryBudgetFrom"].startswith("the service's cgroup limit")

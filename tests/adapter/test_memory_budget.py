@@ -1,0 +1,63 @@
+"""Admission keeps the memory limits of what runs at once inside the service's memory budget:
+a run that does not fit now waits for one that does; one that never can is refused, naming the
+setting."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ..utils import Server, serve
+
+MiB = 1 << 20
+# Room for one run at the runtimes' default 512 MiB, not two.
+BUDGET_BYTES = 700 * MiB
+
+
+@pytest.fixture(scope="module")
+def budget_server() -> Iterator[Server]:
+    with serve({"SANDBOX_MEMORY_BUDGET_BYTES": str(BUDGET_BYTES),
+                "SANDBOX_MAX_CONCURRENT_RUNS": "4"}) as server:
+        yield server
+
+
+def sleeper(server: Server) -> float:
+    started = time.monotonic()
+    reply = server.post("/python/execute",
+                        {"properties": {"code": "import time; time.sleep(1.5); print('up')"}})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["properties"]["stdout"] == "up\n"
+    return time.monotonic() - started
+
+
+def test_runs_that_do_not_fit_together_wait_for_each_other(budget_server: Server) -> None:
+    with budget_server.client() as client:
+        assert client.get("/").json()["runs"]["memoryBudgetBytes"] == BUDGET_BYTES
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(sleeper, budget_server)
+        time.sleep(0.5)
+        second = pool.submit(sleeper, budget_server)
+        time.sleep(0.3)
+        with budget_server.client() as client:
+            runs = client.get("/").json()["runs"]
+        # Two slots are free, but the budget holds one run of 512 MiB.
+        assert (runs["running"], runs["waiting"], runs["memoryReservedBytes"]) == (
+            1, 1, 512 * MiB)
+        durations = first.result(), second.result()
+    assert durations[1] >= 2.2  # it waited for the first to end
+    with budget_server.client() as client:
+        assert client.get("/").json()["runs"]["memoryReservedBytes"] == 0
+
+
+def test_a_run_that_can_never_fit_is_refused_naming_the_setting(budget_server: Server) -> None:
+    reply = budget_server.post("/api/v2/execute", {
+        "language": "python", "version": "*", "files": [{"content": "print(1)"}],
+        "run_memory_limit": 1024 * MiB})
+    assert reply.status_code == 400
+    assert reply.json() == {"message": f"a memory limit of {1024 * MiB} bytes cannot fit the "
+                                       f"service's memory budget of {BUDGET_BYTES} bytes "
+                                       "(SANDBOX_MEMORY_BUDGET_BYTES)"}
+    assert budget_server.health().status_code == 200
