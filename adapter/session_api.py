@@ -25,7 +25,7 @@ from .errors import BadRequest, NotFound, PayloadTooLarge
 from .fields import optional_positive_number, require_object, require_string
 from .render import text
 from .service import Service
-from .sessions import FileInfo, Session
+from .sessions import FileInfo, Session, file_name
 
 NEWER_API = "2024-10-02"
 MIN_IDENTIFIER, MAX_IDENTIFIER = 1, 128
@@ -216,8 +216,8 @@ async def files_list(request: Request) -> Response:
     service = _service(request)
     if is_newer(request):
         _newer_errors(request)
-    session = await service.sessions.get(require_identifier(request))
-    files = session.files()
+    session = service.sessions.find(require_identifier(request))
+    files = session.files() if session is not None else []
     if is_newer(request):
         return JSONResponse({"value": [_newer_file(f) for f in files], "nextLink": None})
     return JSONResponse(_legacy_files(files))
@@ -227,9 +227,20 @@ async def file_content(request: Request) -> Response:
     """GET /files/content/{name} (legacy) and GET /files/{name}/content (newer): the bytes."""
     if request.url.path.endswith("/content") and "/files/content/" not in request.url.path:
         _newer_errors(request)
-    session = await _service(request).sessions.get(require_identifier(request))
-    name = session.file_name(_path_name(request))
+    session, name = _named_file(request)
     return Response(session.read(name), media_type="application/octet-stream")
+
+
+def _named_file(request: Request) -> tuple[Session, str]:
+    """The live session and the checked file name of a call on one file. An unknown
+    identifier is answered as an empty session would be (a 404 for the file), without
+    starting one: only executing and uploading start sessions."""
+    service = _service(request)
+    session = service.sessions.find(require_identifier(request))
+    if session is None:
+        name = file_name(_path_name(request), service.settings.work_root)
+        raise NotFound(f"no file {name!r} in this session")
+    return session, session.file_name(_path_name(request))
 
 
 def _path_name(request: Request) -> str:
@@ -250,15 +261,13 @@ async def files_post(request: Request) -> Response:
 
 async def file_info(request: Request) -> Response:
     _newer_errors(request)
-    session = await _service(request).sessions.get(require_identifier(request))
-    name = session.file_name(_path_name(request))
+    session, name = _named_file(request)
     return JSONResponse(_newer_file(session.info(name)))
 
 
 async def file_delete(request: Request) -> Response:
     _newer_errors(request)
-    session = await _service(request).sessions.get(require_identifier(request))
-    name = session.file_name(_path_name(request))
+    session, name = _named_file(request)
     async with session.lock:
         session.delete(name)
     return Response(status_code=204)
@@ -293,7 +302,8 @@ async def executions_post(request: Request) -> Response:
 async def executions_get(request: Request) -> Response:
     _newer_errors(request)
     session = _service(request).sessions.find(require_identifier(request))
-    execution = session.executions.get(request.path_params["id"])
+    executions = session.executions if session is not None else {}
+    execution = executions.get(request.path_params["id"])
     if execution is None:
         raise NotFound(f"no execution {request.path_params['id']!r} in this session")
     return JSONResponse(execution)

@@ -48,6 +48,20 @@ class FileInfo:
         return moment.isoformat().replace("+00:00", "Z")
 
 
+def file_name(raw: str, folder: Path) -> str:
+    """A file name as clients send it, `x.csv` or `/mnt/data/x.csv`, checked as a plain name
+    of a file in `folder`; a 400 naming it otherwise."""
+    name = raw[len(FILES_AT) + 1:] if raw.startswith(FILES_AT + "/") else raw
+    if not name or "/" in name or name in (".", ".."):
+        raise BadRequest(f"file name {raw!r} must be a plain name (optionally under "
+                         f"{FILES_AT}/)")
+    try:
+        resolve_inside(folder, name)
+    except UnsafeName as exc:
+        raise BadRequest(f"file name {raw!r}: {exc}") from None
+    return name
+
+
 @dataclass
 class Session:
     identifier: str
@@ -65,15 +79,7 @@ class Session:
 
     def file_name(self, raw: str) -> str:
         """A file name as clients send it: `x.csv` or `/mnt/data/x.csv`; plain names only."""
-        name = raw[len(FILES_AT) + 1:] if raw.startswith(FILES_AT + "/") else raw
-        if not name or "/" in name or name in (".", ".."):
-            raise BadRequest(f"file name {raw!r} must be a plain name (optionally under "
-                             f"{FILES_AT}/)")
-        try:
-            resolve_inside(self.jail.path, name)
-        except UnsafeName as exc:
-            raise BadRequest(f"file name {raw!r}: {exc}") from None
-        return name
+        return file_name(raw, self.jail.path)
 
     def files(self) -> list[FileInfo]:
         """Regular files directly in the session's folder; never follows a link code planted."""
@@ -249,11 +255,13 @@ class Sessions:
             session.touch()
             return session
 
-    def find(self, identifier: str) -> Session:
+    def find(self, identifier: str) -> Session | None:
+        """The live session `identifier`, or None: never starts one. Calls that only read or
+        delete use it, so a client probing new identifiers allocates no jail, uid or tmpfs and
+        cannot fill the `max_sessions` ceiling for everyone else."""
         session = self.live.get(identifier)
-        if session is None:
-            raise NotFound(f"no session {identifier!r}")
-        session.touch()
+        if session is not None:
+            session.touch()
         return session
 
     async def run(self, session: Session, code: str, timeout_s: float,

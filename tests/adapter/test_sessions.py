@@ -462,9 +462,10 @@ def test_executions_reply_with_the_execution_resource(session: Session) -> None:
 
 
 def test_executions_errors_are_wrapped(session: Session) -> None:
+    # An unknown identifier answers as its empty session would.
     response = session.request("GET", "/executions/nope", NEWER)
     assert (response.status_code, response.json()) == (404, {"error": {
-        "code": "NotFound", "message": "no session " + repr(session.identifier)}})
+        "code": "NotFound", "message": "no execution 'nope' in this session"}})
     session.execute("1")
     response = session.request("GET", "/executions/nope", NEWER)
     assert (response.status_code, response.json()) == (404, {"error": {
@@ -963,7 +964,7 @@ def test_live_sessions_beyond_the_ceiling_are_503(small_server: Server) -> None:
     with sessions_of(small_server) as make:
         a, b, c = make(), make(), make()
         a.execute("1")
-        b.listing()  # any call starts a session
+        b.upload("f.txt", b"x")  # an upload starts a session too
         busy = (f"{MAX_SESSIONS} sessions are live, the most this service keeps; retry when one "
                 "has cooled down")
         response = c.execute_response("1")
