@@ -249,7 +249,7 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
-ERROR_CODES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed",
+ERROR_CODES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 409: "Conflict",
                413: "PayloadTooLarge", 415: "UnsupportedMediaType", 503: "ServiceUnavailable"}
 
 

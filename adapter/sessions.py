@@ -19,7 +19,7 @@ import secrets
 import stat
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 from runtimes import CellResult, InterpreterSession, Runtime
 from sandbox import Jail, Limits, UnsafeName, resolve_inside
 
-from .errors import BadRequest, NotFound, PayloadTooLarge, ServiceBusy
+from .errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ServiceBusy
 from .settings import Settings
 
 log = logging.getLogger("adapter")
@@ -35,6 +35,9 @@ log = logging.getLogger("adapter")
 FILES_AT = "/mnt/data"
 SWEEP_INTERVAL_S = 5.0
 KEPT_EXECUTIONS = 100
+# What a timestamp can be rendered as (years 1 to 9999). A cell may set any mtime
+# (os.utime(name, (1e15, 1e15))): one outside is shown at the nearer end.
+EARLIEST_S, LATEST_S = -62135596800.0, 253402300799.0
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ class FileInfo:
     modified: float
 
     def iso_modified(self) -> str:
-        moment = datetime.datetime.fromtimestamp(self.modified, datetime.UTC)
+        clamped = min(max(self.modified, EARLIEST_S), LATEST_S)
+        moment = datetime.datetime.fromtimestamp(clamped, datetime.UTC)
         return moment.isoformat().replace("+00:00", "Z")
 
 
@@ -81,19 +85,34 @@ class Session:
         """A file name as clients send it: `x.csv` or `/mnt/data/x.csv`; plain names only."""
         return file_name(raw, self.jail.path)
 
+    def accessible(self) -> None:
+        """Gives the session's folder its owner's access back when code took it away (a cell
+        may chmod its working directory to 0: a service of the kernel's uid could list, read,
+        write nothing, and no later kernel could start in it). Before every files call and
+        cell; a cell may do it again at any moment: what then fails is a 409 of `denied`,
+        never a failure of the service."""
+        info = os.stat(self.jail.path, follow_symlinks=False)
+        if stat.S_IMODE(info.st_mode) & stat.S_IRWXU != stat.S_IRWXU:
+            restore_access(self.jail.path, self.jail.uid)
+
     def files(self) -> list[FileInfo]:
-        """Regular files directly in the session's folder; never follows a link code planted."""
+        """Regular files directly in the session's folder; never follows a link code planted.
+        A name that is not valid UTF-8 (a cell's open(b'\\xff', 'w')) is left out: JSON cannot
+        carry it and no URL can name it back; code still sees the file, and it counts."""
+        self.accessible()
         found = []
-        with os.scandir(self.jail.path) as entries:
+        with denied(), os.scandir(self.jail.path) as entries:
             for entry in entries:
                 info = entry.stat(follow_symlinks=False)
-                if stat.S_ISREG(info.st_mode):
+                if stat.S_ISREG(info.st_mode) and is_utf8(entry.name):
                     found.append(FileInfo(entry.name, info.st_size, info.st_mtime))
         return sorted(found, key=lambda f: f.name)
 
     def info(self, name: str) -> FileInfo:
+        self.accessible()
         try:
-            found = os.stat(self.jail.path / name, follow_symlinks=False)
+            with denied():
+                found = os.stat(self.jail.path / name, follow_symlinks=False)
         except FileNotFoundError:
             raise NotFound(f"no file {name!r} in this session") from None
         if not stat.S_ISREG(found.st_mode):
@@ -101,6 +120,7 @@ class Session:
         return FileInfo(name, found.st_size, found.st_mtime)
 
     def read(self, name: str) -> bytes:
+        self.accessible()
         try:
             fd = os.open(self.jail.path / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except (FileNotFoundError, OSError):
@@ -119,14 +139,13 @@ class Session:
         total_bytes = entries = 0
         folders = [str(self.jail.path)]
         while folders:
-            with os.scandir(folders.pop()) as found:
-                for entry in found:
-                    info = entry.stat(follow_symlinks=False)
-                    entries += 1
-                    if stat.S_ISREG(info.st_mode):
-                        total_bytes += info.st_size
-                    elif stat.S_ISDIR(info.st_mode):
-                        folders.append(entry.path)
+            for entry in _entries(folders.pop()):
+                info = entry.stat(follow_symlinks=False)
+                entries += 1
+                if stat.S_ISREG(info.st_mode):
+                    total_bytes += info.st_size
+                elif stat.S_ISDIR(info.st_mode):
+                    folders.append(entry.path)
         return total_bytes, entries
 
     def store(self, uploads: list[tuple[str, bytes]], max_bytes: int,
@@ -136,6 +155,11 @@ class Session:
         or the session's files would pass the quota, so nothing half-written is left: the
         quota counts every file, also those code made in sub-folders."""
         latest = dict(uploads)  # a name sent twice: the last part wins, as a second upload would
+        self.accessible()
+        with denied():
+            return self._store(latest, max_bytes, max_files)
+
+    def _store(self, latest: dict[str, bytes], max_bytes: int, max_files: int) -> list[FileInfo]:
         replaced_bytes = replaced_entries = 0
         for name in latest:
             try:
@@ -157,6 +181,8 @@ class Session:
             self.delete(name, missing_ok=True)
             try:
                 self.jail.write_file(name, data)
+            except PermissionError:
+                raise
             except OSError as exc:
                 # The tmpfs rounds every file up to whole pages, so it can fill up before the
                 # byte count above says so: what was begun goes, and the caller hears why.
@@ -165,8 +191,10 @@ class Session:
         return [self.info(name) for name in latest]
 
     def delete(self, name: str, missing_ok: bool = False) -> None:
+        self.accessible()
         try:
-            os.unlink(self.jail.path / name)  # unlink never follows the link itself
+            with denied():
+                os.unlink(self.jail.path / name)  # unlink never follows the link itself
         except FileNotFoundError:
             if not missing_ok:
                 raise NotFound(f"no file {name!r} in this session") from None
@@ -271,6 +299,7 @@ class Sessions:
         slots that other sessions' cells could use."""
         async with session.lock:
             session.touch()
+            session.accessible()
             try:
                 async with slot():
                     return await session.kernel.run(code, timeout_s,
@@ -312,6 +341,61 @@ class Sessions:
         for identifier in list(self.live):
             await self.end(identifier)
 
+
+
+def is_utf8(name: str) -> bool:
+    """Whether a name os.scandir gave is valid UTF-8 (else it holds surrogate escapes)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def restore_access(folder: str | Path, owner: int | None = None) -> bool:
+    """Gives the owner read, write and search on `folder` again, if it is a folder of the
+    service's uid (or `owner`'s, the session's own uid); whether it did. Opened without
+    following a link (O_PATH), and changed through that descriptor: a link swapped in for the
+    folder cannot redirect the chmod."""
+    try:
+        fd = os.open(folder, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if info.st_uid not in (os.geteuid(), owner):
+            return False
+        # fchmod refuses an O_PATH descriptor; its /proc link names that very inode.
+        os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(info.st_mode) | stat.S_IRWXU)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def denied() -> Iterator[None]:
+    """A permission error on the session's files (code took the access away again after
+    `Session.accessible`) as a 409 that says so."""
+    try:
+        yield
+    except PermissionError:
+        raise Conflict("the session's files are not accessible: code in the session removed "
+                       "the permissions of its folder") from None
+
+
+def _entries(folder: str) -> list[os.DirEntry[str]]:
+    """The entries of `folder`; one that code made unreadable is opened up again when the
+    service owns it, else it counts as empty (a tmpfs or the disk watchdog still bounds it)."""
+    for attempt in range(2):
+        try:
+            with os.scandir(folder) as entries:
+                return list(entries)
+        except PermissionError:
+            if attempt or not restore_access(folder):
+                break
+    return []
 
 
 def _point_link(target: Path | None) -> None:

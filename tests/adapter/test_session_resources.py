@@ -8,14 +8,38 @@ nothing of the run is left.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 
-from ..utils import Server, assert_nothing_left
+from ..conftest import SERVER_ENV
+from ..utils import (
+    IS_ROOT,
+    SERVICE_USER,
+    Server,
+    assert_nothing_left,
+    find_user,
+    provide_user_python,
+    serve,
+)
 from .test_sessions import LEGACY, NEWER, new_identifier, sessions_of
 
 PROBED_IDENTIFIERS = 100
+
+
+@pytest.fixture(scope="module")
+def unprivileged() -> Iterator[Server]:
+    """The service as an unprivileged user, its kernels under its own uid: the suite's user,
+    else `nobody` (no process of it may run here but the service's own)."""
+    if not IS_ROOT:
+        pytest.skip("needs root to start the service as another user")
+    user = find_user(SERVICE_USER) or find_user("nobody")
+    assert user is not None
+    with serve({**SERVER_ENV, "SANDBOX_COMPILE_CACHE_BYTES": "0"}, user=user,
+               python=provide_user_python()) as srv:
+        yield srv
 
 
 def live_sessions(server: Server) -> int:
@@ -94,3 +118,73 @@ def test_executing_on_an_unknown_identifier_still_starts_its_session(server: Ser
         assert session.result("6 * 7") == 42
         assert len(list(server.work_root.iterdir())) == 1
     assert_service_intact(server)
+
+
+# ---- what cells do to their files ---------------------------------------------------------------
+
+def test_a_file_name_that_is_not_utf8_is_left_out_of_listings(server: Server) -> None:
+    with sessions_of(server) as make:
+        session = make()
+        session.execute("open(b'\\xff\\xfe', 'w').write('hidden')\n"
+                        "open('ok.txt', 'w').write('shown')")
+        assert session.names() == ["ok.txt"]
+        assert [f["name"] for f in session.listing(newer=True)["value"]] == ["ok.txt"]
+        assert session.content("ok.txt").content == b"shown"
+        # Uploads still count it (and store beside it); code still sees it.
+        assert session.upload("new.txt", b"new").status_code == 200
+        assert session.result("import os\nsorted(os.fsencode(n).hex() for n in os.listdir('.'))"
+                              ) == sorted([b"\xff\xfe".hex(), b"ok.txt".hex(), b"new.txt".hex()])
+    assert_service_intact(server)
+
+
+def test_timestamps_beyond_what_a_date_can_show_are_clamped(server: Server) -> None:
+    with sessions_of(server) as make:
+        session = make()
+        session.execute("import os\n"
+                        "for name, moment in (('future.txt', 1e15), ('past.txt', -1e15)):\n"
+                        "    open(name, 'w').write(name)\n"
+                        "    os.utime(name, (moment, moment))")
+        listed = {e["properties"]["filename"]: e["properties"]["lastModifiedTime"]
+                  for e in session.listing()["value"]}
+        assert listed == {"future.txt": "9999-12-31T23:59:59Z",
+                          "past.txt": "0001-01-01T00:00:00Z"}
+        newer = session.request("GET", "/files/future.txt", NEWER)
+        assert (newer.status_code, newer.json()["lastModifiedAt"]) == (
+            200, "9999-12-31T23:59:59Z")
+        assert session.content("past.txt").content == b"past.txt"
+    assert_service_intact(server)
+
+
+def locked_folder_calls(server: Server) -> None:
+    with sessions_of(server) as make:
+        session = make()
+        props = session.execute(
+            "import os\n"
+            "open('a.txt', 'w').write('a')\n"
+            "os.mkdir('sub')\n"
+            "open('sub/x', 'w').write('x' * 1000)\n"
+            "os.chmod('sub', 0)\n"
+            "os.chmod('.', 0)\n"
+            # Killed, its launcher's disk watchdog (which opens folders up again as it
+            # measures them) cannot undo the chmod before the calls below.
+            "os.kill(os.getpid(), 9)")
+        assert props["sessionReset"] is True, props
+        assert session.names() == ["a.txt"]
+        assert session.content("a.txt").content == b"a"
+        newer = session.request("GET", "/files/a.txt", NEWER)
+        assert (newer.status_code, newer.json()["sizeInBytes"]) == (200, 1)
+        assert session.upload("b.txt", b"b").status_code == 200
+        assert session.request("DELETE", "/files/a.txt", NEWER).status_code == 204
+        assert session.names() == ["b.txt"]
+        # The next kernel starts in it again.
+        assert session.result("open('b.txt').read()") == "b"
+    assert_service_intact(server)
+
+
+def test_a_session_folder_chmod_to_0_in_the_unprivileged_mode(unprivileged: Server) -> None:
+    # The kernel runs as the service's own uid: the folder is the service's to open up again.
+    locked_folder_calls(unprivileged)
+
+
+def test_a_session_folder_chmod_to_0_with_per_run_uids(server: Server) -> None:
+    locked_folder_calls(server)
