@@ -35,6 +35,9 @@ log = logging.getLogger("adapter")
 FILES_AT = "/mnt/data"
 SWEEP_INTERVAL_S = 5.0
 KEPT_EXECUTIONS = 100
+# A kernel's whole output over its life, in cells' worth of the output cap: a backstop under
+# the per-cell cap (and the cap between cells) that stops it even if those were missed.
+KERNEL_OUTPUT_CELLS = 64
 # What a timestamp can be rendered as (years 1 to 9999). A cell may set any mtime
 # (os.utime(name, (1e15, 1e15))): one outside is shown at the nearer end.
 EARLIEST_S, LATEST_S = -62135596800.0, 253402300799.0
@@ -253,10 +256,12 @@ class Sessions:
 
     def kernel_limits(self) -> Limits:
         """The kernel lives across cells: its wall and CPU bounds are the session's lifetime,
-        its output is cut per cell; memory and the rest are the runtime's, as for any run."""
+        its output is cut per cell and between cells, and in all at KERNEL_OUTPUT_CELLS caps'
+        worth; memory and the rest are the runtime's, as for any run."""
         lifetime = float(self.settings.session_max_lifetime_s)
         return self.runtime.run.limits.clamp(self.settings.ceilings()).replace(
-            wall_timeout_s=lifetime, cpu_time_s=lifetime, max_output_bytes=1 << 40)
+            wall_timeout_s=lifetime, cpu_time_s=lifetime,
+            max_output_bytes=KERNEL_OUTPUT_CELLS * self.settings.max_output_bytes)
 
     async def get(self, identifier: str) -> Session:
         """The session `identifier`, started if new."""

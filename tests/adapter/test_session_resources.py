@@ -8,23 +8,26 @@ nothing of the run is left.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
-from ..conftest import SERVER_ENV
+from ..conftest import SERVER_ENV, SERVER_OUTPUT_CAP
 from ..utils import (
     IS_ROOT,
     SERVICE_USER,
     Server,
+    alive,
     assert_nothing_left,
     find_user,
     provide_user_python,
     serve,
 )
-from .test_sessions import LEGACY, NEWER, new_identifier, sessions_of
+from .test_sessions import LEGACY, NEWER, RESET_LINE, new_identifier, sessions_of
 
 PROBED_IDENTIFIERS = 100
 
@@ -188,3 +191,65 @@ def test_a_session_folder_chmod_to_0_in_the_unprivileged_mode(unprivileged: Serv
 
 def test_a_session_folder_chmod_to_0_with_per_run_uids(server: Server) -> None:
     locked_folder_calls(server)
+
+
+# ---- kernel output ------------------------------------------------------------------------------
+
+FLOOD_BETWEEN_CELLS = """
+import os, threading, time
+
+def flood():
+    time.sleep(0.3)  # past the end of this cell: the flood comes between cells
+    while True:
+        os.write(1, b'z' * 65536)
+
+threading.Thread(target=flood, daemon=True).start()
+x = 1
+os.getpid()
+"""
+WATCHED_S = 8
+RSS_GROWTH_BYTES = 30 * 1024 * 1024
+
+
+def test_a_kernel_flooding_between_cells_is_reset_and_kept_nothing(server: Server) -> None:
+    service = psutil.Process(server.process.pid)
+    with sessions_of(server) as make:
+        session, bystander = make(), make()
+        bystander.execute("y = 2")
+        assert session.upload("kept.txt", b"kept").status_code == 200
+        props = session.execute(FLOOD_BETWEEN_CELLS)
+        assert (props["status"], props["sessionReset"]) == ("Success", False), props
+        pid = props["result"]
+        before = service.memory_info().rss
+        deadline = time.monotonic() + WATCHED_S
+        while time.monotonic() < deadline:
+            # Checked as it goes: a service that keeps the flood grows by ~200 MB/s.
+            grown = service.memory_info().rss - before
+            assert grown < RSS_GROWTH_BYTES, f"the service grew by {grown} bytes"
+            assert server.health().status_code == 200
+            time.sleep(0.2)
+        # Killed between cells, not only when the next cell came.
+        assert not alive(pid)
+        props = session.execute("'x' in globals(), open('kept.txt').read()")
+        reason = f"the kernel printed more than {SERVER_OUTPUT_CAP} bytes between cells"
+        assert (props["status"], props["sessionReset"], props["sessionResetReason"]) == (
+            "Success", True, reason), props
+        assert props["result"] == [False, "kept"]
+        assert props["stderr"] == RESET_LINE.format(reason)
+        # The state carries over again; the other session never noticed.
+        session.execute("x = 3")
+        assert session.result("x") == 3
+        assert bystander.result("y") == 2
+    assert_service_intact(server)
+
+
+def test_a_kernel_that_dies_between_cells_is_reported_by_the_next(server: Server) -> None:
+    with sessions_of(server) as make:
+        session = make()
+        session.execute("import os, threading, time\n"
+                        "threading.Thread(target=lambda: (time.sleep(0.2), os._exit(3))).start()")
+        time.sleep(1)
+        props = session.execute("1")
+        assert (props["status"], props["result"], props["sessionResetReason"]) == (
+            "Success", 1, "the kernel ended between cells (nonzero_exit)"), props
+    assert_service_intact(server)
