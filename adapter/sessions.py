@@ -27,7 +27,7 @@ from typing import Any
 from runtimes import CellResult, InterpreterSession, Runtime
 from sandbox import Jail, Limits, UnsafeName, resolve_inside
 
-from .errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ServiceBusy
+from .errors import BadRequest, Conflict, NotFound, ServiceBusy
 from .settings import Settings
 
 log = logging.getLogger("adapter")
@@ -151,48 +151,6 @@ class Session:
                     folders.append(entry.path)
         return total_bytes, entries
 
-    def store(self, uploads: list[tuple[str, bytes]], max_bytes: int,
-              max_files: int) -> list[FileInfo]:
-        """Stores uploaded files (plain names, already checked), each replacing a file of the
-        same name. Refused whole, before anything is written, when a name is taken by a folder
-        or the session's files would pass the quota, so nothing half-written is left: the
-        quota counts every file, also those code made in sub-folders."""
-        latest = dict(uploads)  # a name sent twice: the last part wins, as a second upload would
-        self.accessible()
-        with denied():
-            return self._store(latest, max_bytes, max_files)
-
-    def _store(self, latest: dict[str, bytes], max_bytes: int, max_files: int) -> list[FileInfo]:
-        replaced_bytes = replaced_entries = 0
-        for name in latest:
-            try:
-                found = os.stat(self.jail.path / name, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISDIR(found.st_mode):
-                raise BadRequest(f"{name!r} is a folder in this session, not a file")
-            replaced_entries += 1
-            replaced_bytes += found.st_size if stat.S_ISREG(found.st_mode) else 0
-        used_bytes, used_entries = self.usage()
-        new_bytes = used_bytes - replaced_bytes + sum(len(data) for data in latest.values())
-        if new_bytes > max_bytes:
-            raise PayloadTooLarge(f"the session's files would take {new_bytes} bytes; the "
-                                  f"limit is {max_bytes}")
-        if used_entries - replaced_entries + len(latest) > max_files:
-            raise PayloadTooLarge(f"a session holds at most {max_files} files and folders")
-        for name, data in latest.items():
-            self.delete(name, missing_ok=True)
-            try:
-                self.jail.write_file(name, data)
-            except PermissionError:
-                raise
-            except OSError as exc:
-                # The tmpfs rounds every file up to whole pages, so it can fill up before the
-                # byte count above says so: what was begun goes, and the caller hears why.
-                self.delete(name, missing_ok=True)
-                raise PayloadTooLarge(f"the session's disk is full: {exc.strerror}") from None
-        return [self.info(name) for name in latest]
-
     def delete(self, name: str, missing_ok: bool = False) -> None:
         self.accessible()
         try:
@@ -219,6 +177,7 @@ class Sessions:
         self.runtime = runtime
         self.live: dict[str, Session] = {}
         self._creating = asyncio.Lock()
+        self.uploads_in_flight = 0
         self.files_at: str | None = None
         # Who sees their files at /mnt/data. With a mount namespace per kernel, every session;
         # without one (a default container), /mnt/data is a symlink to one session's folder at a
@@ -311,6 +270,31 @@ class Sessions:
                                                     self.settings.max_output_bytes)
             finally:
                 session.touch()
+
+    @contextlib.contextmanager
+    def upload_slot(self) -> Iterator[None]:
+        """Held by an upload while its body streams in; past `max_uploads_in_flight` a 503:
+        each holds its session's lock and a share of the disk's bandwidth while it lasts."""
+        limit = self.settings.max_uploads_in_flight
+        if self.uploads_in_flight >= limit:
+            raise ServiceBusy(f"{self.uploads_in_flight} uploads are in flight, the most this "
+                              "service takes at once; retry in a moment")
+        self.uploads_in_flight += 1
+        try:
+            yield
+        finally:
+            self.uploads_in_flight -= 1
+
+    async def end_if_unused(self, identifier: str) -> None:
+        """Ends a session that a refused upload started, unless something else made use of it
+        meanwhile (a kernel runs, or it holds files): a refused upload leaves no session."""
+        session = self.live.get(identifier)
+        if session is None or session.lock.locked() or session.kernel.process is not None:
+            return
+        with contextlib.suppress(OSError, Conflict):
+            if session.usage() != (0, 0):
+                return
+        await self.end(identifier)
 
     async def end(self, identifier: str) -> bool:
         session = self.live.pop(identifier, None)

@@ -8,6 +8,10 @@ nothing of the run is left.
 
 from __future__ import annotations
 
+import concurrent.futures
+import hashlib
+import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +31,7 @@ from ..utils import (
     provide_user_python,
     serve,
 )
-from .test_sessions import LEGACY, NEWER, RESET_LINE, new_identifier, sessions_of
+from .test_sessions import LEGACY, NEWER, RESET_LINE, Session, new_identifier, sessions_of
 
 PROBED_IDENTIFIERS = 100
 
@@ -253,3 +257,153 @@ def test_a_kernel_that_dies_between_cells_is_reported_by_the_next(server: Server
         assert (props["status"], props["result"], props["sessionResetReason"]) == (
             "Success", 1, "the kernel ended between cells (nonzero_exit)"), props
     assert_service_intact(server)
+
+
+# ---- uploads ------------------------------------------------------------------------------------
+
+MiB = 1024 * 1024
+PARALLEL_UPLOADS = 4
+BIG_UPLOAD_BYTES = 100 * MiB
+UPLOAD_RSS_GROWTH_BYTES = 60 * MiB
+QUOTA_BYTES = 4 * MiB
+
+
+def multipart_chunks(name: str, size: int, chunk: bytes = b"u" * MiB,
+                     boundary: str = "upload-boundary-1234") -> tuple[str, Iterator[bytes]]:
+    """A multipart body of one part `file` of `size` bytes, sent in pieces (chunked: no
+    Content-Length), and its content type."""
+    def body() -> Iterator[bytes]:
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+               f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+        left = size
+        while left:
+            piece = chunk[:min(left, len(chunk))]
+            left -= len(piece)
+            yield piece
+        yield f"\r\n--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", body()
+
+
+def stream_upload(session: Session, name: str, size: int) -> httpx.Response:
+    content_type, body = multipart_chunks(name, size)
+    return session.request("POST", "/files/upload", content=body,
+                           headers={"Content-Type": content_type})
+
+
+def session_entries(session: Session) -> list[str]:
+    """Everything in the session's folder, as its code sees it (temporary files too)."""
+    listed: list[str] = session.result("import os\nsorted(os.listdir('.'))")
+    return listed
+
+
+def test_parallel_big_uploads_stream_without_growing_the_service(server: Server) -> None:
+    service = psutil.Process(server.process.pid)
+    with sessions_of(server) as make:
+        sessions = [make() for _ in range(PARALLEL_UPLOADS)]
+        before = service.memory_info().rss
+        peak = before
+        with concurrent.futures.ThreadPoolExecutor(PARALLEL_UPLOADS) as pool:
+            uploads = [pool.submit(stream_upload, s, "big.bin", BIG_UPLOAD_BYTES)
+                       for s in sessions]
+            while not all(u.done() for u in uploads):
+                peak = max(peak, service.memory_info().rss)
+                time.sleep(0.05)
+            responses = [u.result() for u in uploads]
+        assert [r.status_code for r in responses] == [200] * PARALLEL_UPLOADS
+        assert peak - before < UPLOAD_RSS_GROWTH_BYTES, f"grew by {peak - before} bytes"
+        for session in sessions:
+            assert session.listing()["value"][0]["properties"]["size"] == BIG_UPLOAD_BYTES
+            assert session.result("import os\nos.path.getsize('big.bin')") == BIG_UPLOAD_BYTES
+    assert_service_intact(server)
+
+
+def test_an_upload_round_trips_byte_for_byte(server: Server) -> None:
+    data = os.urandom(3 * MiB + 17)
+    with sessions_of(server) as make:
+        session = make()
+        assert session.upload("data.bin", data).status_code == 200
+        assert session.content("data.bin").content == data
+        assert session.upload("newer.bin", data[::-1], newer=True).status_code == 200
+        assert session.content("newer.bin", newer=True).content == data[::-1]
+        digest = hashlib.sha256(data).hexdigest()
+        assert session.result("import hashlib\n"
+                              "hashlib.sha256(open('data.bin', 'rb').read()).hexdigest()") == digest
+        # Parts of any size, split anywhere by the network: the same bytes.
+        content_type, body = multipart_chunks("split.bin", len(data), chunk=data)
+        pieces = b"".join(body)
+        response = session.request(
+            "POST", "/files/upload", headers={"Content-Type": content_type},
+            content=(pieces[at:at + 7919] for at in range(0, len(pieces), 7919)))
+        assert response.status_code == 200, response.text
+        assert session.content("split.bin").content == data
+        assert session_entries(session) == ["data.bin", "newer.bin", "split.bin"]
+    assert_service_intact(server)
+
+
+@pytest.fixture(scope="module")
+def quota_server() -> Iterator[Server]:
+    """A server whose sessions hold QUOTA_BYTES of files and that takes one upload at once."""
+    with serve({**SERVER_ENV, "SANDBOX_MAX_DISK_BYTES": str(QUOTA_BYTES),
+                "SANDBOX_MAX_UPLOADS_IN_FLIGHT": "1"}) as srv:
+        yield srv
+
+
+def test_an_upload_past_the_quota_is_refused_mid_stream_leaving_nothing(
+        quota_server: Server) -> None:
+    with sessions_of(quota_server) as make:
+        session = make()
+        assert session.upload("kept.txt", b"kept").status_code == 200
+        response = stream_upload(session, "big.bin", 2 * QUOTA_BYTES)
+        assert (response.status_code, response.json()) == (413, {
+            "message": f"the session's files would take {2 * QUOTA_BYTES + 4} bytes; the "
+                       f"limit is {QUOTA_BYTES}"})
+        # Nothing of it: neither the file nor a temporary one, and the old file is intact.
+        assert session.names() == ["kept.txt"]
+        assert session_entries(session) == ["kept.txt"]
+        assert session.content("kept.txt").content == b"kept"
+        # A refused upload that started its session leaves none.
+        fresh = make()
+        response = stream_upload(fresh, "big.bin", 2 * QUOTA_BYTES)
+        assert response.status_code == 413
+        assert live_sessions(quota_server) == 1
+        # Within the quota, the same session still takes files.
+        assert stream_upload(session, "fits.bin", QUOTA_BYTES // 2).status_code == 200
+        assert session.names() == ["fits.bin", "kept.txt"]
+    assert_service_intact(quota_server)
+
+
+def test_uploads_past_the_bound_in_flight_are_503(quota_server: Server) -> None:
+    release = threading.Event()
+    content_type, body = multipart_chunks("slow.bin", 1000, chunk=b"s" * 100)
+
+    def slow() -> Iterator[bytes]:
+        yield next(body)
+        release.wait(20)
+        yield from body
+
+    with sessions_of(quota_server) as make:
+        first, second = make(), make()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(first.request, "POST", "/files/upload", content=slow(),
+                                  headers={"Content-Type": content_type})
+            try:
+                deadline = time.monotonic() + 10
+                while True:
+                    response = second.upload("x.txt", b"x")
+                    if response.status_code == 503 or time.monotonic() > deadline:
+                        break
+                    assert not pending.done(), pending.result().text
+                    time.sleep(0.05)  # the first upload was not in flight yet
+                assert (response.status_code, response.headers.get("Retry-After"),
+                        response.json()) == (503, "1", {
+                            "message": "1 uploads are in flight, the most this service takes "
+                                       "at once; retry in a moment"})
+                newer = second.upload("x.txt", b"x", newer=True)
+                assert (newer.status_code, newer.json()["error"]["code"]) == (
+                    503, "ServiceUnavailable")
+            finally:
+                release.set()
+            assert pending.result().status_code == 200
+        assert first.names() == ["slow.bin"]
+        assert second.upload("x.txt", b"x").status_code == 200
+    assert_service_intact(quota_server)
