@@ -340,6 +340,24 @@ def test_an_upload_round_trips_byte_for_byte(server: Server) -> None:
     assert_service_intact(server)
 
 
+def test_a_refused_upload_to_a_new_identifier_starts_no_session(server: Server) -> None:
+    before = live_sessions(server)
+    with sessions_of(server) as make:
+        session = make()
+        no_file = session.request("POST", "/files/upload", files={"other": ("x", b"x")})
+        assert (no_file.status_code, no_file.json()) == (
+            400, {"message": "the upload has no part named file"})
+        bad_name = session.upload("../x", b"x")
+        assert bad_name.status_code == 400
+        not_multipart = session.request("POST", "/files/upload", content=b"{}",
+                                        headers={"Content-Type": "application/json"})
+        assert (not_multipart.status_code, not_multipart.json()) == (400, {
+            "message": "the upload must be multipart/form-data with a part named file"})
+        assert live_sessions(server) == before
+        assert list(server.work_root.iterdir()) == []
+    assert_service_intact(server)
+
+
 @pytest.fixture(scope="module")
 def quota_server() -> Iterator[Server]:
     """A server whose sessions hold QUOTA_BYTES of files and that takes one upload at once."""
