@@ -59,6 +59,7 @@ class Upload:
         self.replaced_bytes = self.replaced_entries = 0
         self.replacing: list[str] = []  # the session's files that parts will replace
         self.fields = 0
+        self.finished = False  # the closing boundary was seen
         # What the parser's callbacks saw during one write, handled after it (they cannot wait).
         self.events: list[tuple[str, bytes | None]] = []
         self.header_name = self.header_value = b""
@@ -102,10 +103,13 @@ class Upload:
         def on_part_end() -> None:
             self.events.append(("end", None))
 
+        def on_end() -> None:
+            self.finished = True
+
         return {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
                 "on_header_value": on_header_value, "on_header_end": on_header_end,
                 "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
-                "on_part_end": on_part_end}
+                "on_part_end": on_part_end, "on_end": on_end}
 
     # -- reading the body -------------------------------------------------------------------
 
@@ -129,6 +133,8 @@ class Upload:
         finally:
             self._discard()
             if self.session is not None:
+                # Used until now: a long upload is not idle time for the cooldown.
+                self.session.touch()
                 self.session.lock.release()
 
     async def _handle_events(self) -> None:
@@ -262,6 +268,10 @@ class Upload:
                 f"{self.max_bytes}")
         if self.refusal is not None:
             raise self.refusal
+        if not self.finished:
+            # A body cut short of its closing boundary would store a part cut short too.
+            raise BadRequest("the upload is not valid multipart/form-data: it ends before its "
+                             "closing boundary")
         if not self.parts:
             raise BadRequest("the upload has no part named file")
         session = self.session

@@ -353,6 +353,13 @@ def test_a_refused_upload_to_a_new_identifier_starts_no_session(server: Server) 
                                         headers={"Content-Type": "application/json"})
         assert (not_multipart.status_code, not_multipart.json()) == (400, {
             "message": "the upload must be multipart/form-data with a part named file"})
+        content_type, body = multipart_chunks("cut.bin", 1000)
+        cut = b"".join(body)[:-30]  # the closing boundary never comes
+        response = session.request("POST", "/files/upload", content=cut,
+                                   headers={"Content-Type": content_type})
+        assert (response.status_code, response.json()) == (400, {
+            "message": "the upload is not valid multipart/form-data: it ends before its "
+                       "closing boundary"})
         assert live_sessions(server) == before
         assert list(server.work_root.iterdir()) == []
     assert_service_intact(server)
