@@ -432,3 +432,18 @@ def test_uploads_past_the_bound_in_flight_are_503(quota_server: Server) -> None:
         assert first.names() == ["slow.bin"]
         assert second.upload("x.txt", b"x").status_code == 200
     assert_service_intact(quota_server)
+
+
+def test_uploads_stream_in_the_unprivileged_mode(unprivileged: Server) -> None:
+    # No tmpfs and no uid of the session's own. An upload over the request limit (128 MiB)
+    # is cut off where it passes it, and what it had written goes with it.
+    data = os.urandom(MiB + 3)
+    with sessions_of(unprivileged) as make:
+        session = make()
+        assert session.upload("data.bin", data).status_code == 200
+        assert session.content("data.bin").content == data
+        response = stream_upload(session, "big.bin", 129 * MiB)
+        assert (response.status_code, response.json()) == (413, {
+            "message": f"the upload exceeds the limit of {128 * MiB} bytes"})
+        assert session_entries(session) == ["data.bin"]
+    assert_service_intact(unprivileged)
