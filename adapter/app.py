@@ -17,7 +17,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from runtimes import RuntimesError, UnknownRuntime, source_files, stage_limits
+from runtimes import (
+    ReservedSourceName,
+    RuntimesError,
+    UnknownRuntime,
+    source_files,
+    stage_limits,
+)
 from sandbox import SandboxError, UnsafeName, harden_service
 
 from . import piston, session_api
@@ -219,6 +225,8 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         error = NotFound(str(exc), languages=exc.known)
     elif isinstance(exc, UnsafeName):
         error = BadRequest(str(exc))
+    elif isinstance(exc, ReservedSourceName):
+        error = BadRequest(f"files[{exc.index}].name: {exc}")
     elif isinstance(exc, (SandboxError, RuntimesError)):
         log.error("the sandbox failed on %s %s: %s", request.method, request.url.path, exc)
         error = ServiceError(f"the sandbox failed: {exc}")
@@ -248,7 +256,7 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
-ERROR_CODES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed",
+ERROR_CODES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 409: "Conflict",
                413: "PayloadTooLarge", 415: "UnsupportedMediaType", 503: "ServiceUnavailable"}
 
 

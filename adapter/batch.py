@@ -29,7 +29,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from runtimes import Compiled, Registry, Runtime, SourceFile, effective_limits
+from runtimes import (
+    Compiled,
+    Registry,
+    ReservedSourceName,
+    Runtime,
+    SourceFile,
+    check_source_names,
+    effective_limits,
+)
 from sandbox import Limits, Outcome, RunResult, UnsafeName, resolve_inside
 
 from .body import read_json
@@ -160,6 +168,10 @@ def _files(value: Any, runtime: Runtime) -> tuple[SourceFile, ...]:
         taken[relative] = path
         content = utf8(require_string(file.get("content"), f"{path}.content"), f"{path}.content")
         sources.append(SourceFile(str(relative), content))
+    try:
+        check_source_names(runtime, [source.name for source in sources])
+    except ReservedSourceName as exc:
+        raise BadRequest(f"files[{exc.index}].name: {exc}") from None
     return tuple(sources)
 
 

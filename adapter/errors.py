@@ -5,6 +5,7 @@ responses in exactly one handler.
     ├── BadRequest               400  a field is missing or wrong (the message names its path)
     ├── NotFound                 404  unknown route or language
     ├── MethodNotAllowed         405
+    ├── Conflict                 409  the session's state forbids it (code locked its folder)
     ├── PayloadTooLarge          413
     ├── UnsupportedMediaType     415
     ├── ServiceBusy              503  too many runs waiting; carries Retry-After
@@ -39,6 +40,10 @@ class NotFound(ServiceError):
 
 class MethodNotAllowed(ServiceError):
     status = 405
+
+
+class Conflict(ServiceError):
+    status = 409
 
 
 class PayloadTooLarge(ServiceError):

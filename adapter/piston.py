@@ -20,7 +20,15 @@ from typing import Any
 
 import nodesemver
 
-from runtimes import Execution, Registry, Runtime, SourceFile, effective_limits
+from runtimes import (
+    Execution,
+    Registry,
+    ReservedSourceName,
+    Runtime,
+    SourceFile,
+    check_source_names,
+    effective_limits,
+)
 from sandbox import Limits, Outcome, RunResult, UnsafeName, resolve_inside
 
 from .errors import BadRequest
@@ -217,6 +225,10 @@ def _source_files(files: list[dict[str, Any]], runtime: Runtime) -> tuple[tuple[
         if main is None and _encoding(file) == "utf8":
             main = argv_name
     assert main is not None  # parse_job checked that a utf8 file exists
+    try:
+        check_source_names(runtime, [source.name for source in sources])
+    except ReservedSourceName as exc:
+        raise BadRequest(f"files[{exc.index}].name: {exc}") from None
     return tuple(sources), main
 
 

@@ -15,8 +15,6 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.datastructures import Headers, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -25,7 +23,8 @@ from .errors import BadRequest, NotFound, PayloadTooLarge
 from .fields import optional_positive_number, require_object, require_string
 from .render import text
 from .service import Service
-from .sessions import FileInfo, Session
+from .sessions import FileInfo, Session, file_name
+from .uploads import Upload, multipart_boundary
 
 NEWER_API = "2024-10-02"
 MIN_IDENTIFIER, MAX_IDENTIFIER = 1, 128
@@ -144,41 +143,6 @@ def _newer_file(f: FileInfo) -> dict[str, Any]:
             "sizeInBytes": f.size, "lastModifiedAt": f.iso_modified()}
 
 
-async def _uploads(request: Request, max_bytes: int) -> list[tuple[str, bytes]]:
-    """The `file` parts of a multipart body, also when it is labelled application/json (one
-    client does that): a body whose first line is `--boundary` is multipart whatever it says."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"the upload is {declared} bytes; the limit is {max_bytes}")
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        headers = request.headers
-        stream: AsyncIterator[bytes] = _bounded(request.stream(), max_bytes)
-    else:
-        body = bytearray()
-        async for chunk in _bounded(request.stream(), max_bytes):
-            body += chunk
-        first_line = bytes(body.split(b"\r\n", 1)[0])
-        if not first_line.startswith(b"--") or len(first_line) < 3:
-            raise BadRequest("the upload must be multipart/form-data with a part named file")
-        boundary = first_line[2:].decode("latin-1")
-        headers = Headers({"content-type": f"multipart/form-data; boundary={boundary}"})
-        stream = _once(bytes(body))
-    try:
-        form = await MultiPartParser(headers, stream, max_files=100, max_fields=100,  # type: ignore[arg-type]
-                                     max_part_size=max_bytes).parse()
-    except MultiPartException as exc:
-        raise BadRequest(f"the upload is not valid multipart/form-data: {exc.message}") from None
-    try:
-        uploads = [part for key, part in form.multi_items()
-                   if key == "file" and isinstance(part, UploadFile)]
-        if not uploads:
-            raise BadRequest("the upload has no part named file")
-        return [(part.filename or "", await part.read()) for part in uploads]
-    finally:
-        await form.close()
-
-
 async def _bounded(stream: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[bytes]:
     seen = 0
     async for chunk in stream:
@@ -188,22 +152,31 @@ async def _bounded(stream: AsyncIterator[bytes], max_bytes: int) -> AsyncIterato
         yield chunk
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
 async def _store(request: Request) -> list[FileInfo]:
-    """Stores the uploaded files, all or none. The body is read before the session is looked
-    up, so a refused upload starts no session, and the session's lock is taken right after:
-    a session ended meanwhile (DELETE /session, the cooldown) is never written to."""
+    """Stores the uploaded files, all or none, streaming each into the session's folder as it
+    arrives (see uploads.py). The session is looked up at the first file part, so a body
+    without one starts none; one that this upload started and then refused is ended again."""
     service = _service(request)
     identifier = require_identifier(request)
-    uploads = await _uploads(request, service.settings.max_upload_bytes)
-    session = await service.sessions.get(identifier)
-    async with session.lock:
-        named = [(session.file_name(filename), data) for filename, data in uploads]
-        return session.store(named, service.settings.max_disk_bytes,
-                             service.settings.max_disk_files)
+    settings = service.settings
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"the upload is {declared} bytes; the limit is "
+                              f"{settings.max_upload_bytes}")
+    sessions = service.sessions
+    existed = sessions.find(identifier) is not None
+    with sessions.upload_slot():
+        boundary, body = await multipart_boundary(
+            request.headers.get("content-type", ""),
+            _bounded(request.stream(), settings.max_upload_bytes))
+        upload = Upload(lambda: sessions.get(identifier), settings.max_disk_bytes,
+                        settings.max_disk_files)
+        try:
+            return await upload.receive(boundary, body)
+        except BaseException:
+            if not existed and upload.session is not None:
+                await sessions.end_if_unused(identifier)
+            raise
 
 
 async def files_upload(request: Request) -> Response:
@@ -216,8 +189,8 @@ async def files_list(request: Request) -> Response:
     service = _service(request)
     if is_newer(request):
         _newer_errors(request)
-    session = await service.sessions.get(require_identifier(request))
-    files = session.files()
+    session = service.sessions.find(require_identifier(request))
+    files = session.files() if session is not None else []
     if is_newer(request):
         return JSONResponse({"value": [_newer_file(f) for f in files], "nextLink": None})
     return JSONResponse(_legacy_files(files))
@@ -227,9 +200,20 @@ async def file_content(request: Request) -> Response:
     """GET /files/content/{name} (legacy) and GET /files/{name}/content (newer): the bytes."""
     if request.url.path.endswith("/content") and "/files/content/" not in request.url.path:
         _newer_errors(request)
-    session = await _service(request).sessions.get(require_identifier(request))
-    name = session.file_name(_path_name(request))
+    session, name = _named_file(request)
     return Response(session.read(name), media_type="application/octet-stream")
+
+
+def _named_file(request: Request) -> tuple[Session, str]:
+    """The live session and the checked file name of a call on one file. An unknown
+    identifier is answered as an empty session would be (a 404 for the file), without
+    starting one: only executing and uploading start sessions."""
+    service = _service(request)
+    session = service.sessions.find(require_identifier(request))
+    if session is None:
+        name = file_name(_path_name(request), service.settings.work_root)
+        raise NotFound(f"no file {name!r} in this session")
+    return session, session.file_name(_path_name(request))
 
 
 def _path_name(request: Request) -> str:
@@ -250,15 +234,13 @@ async def files_post(request: Request) -> Response:
 
 async def file_info(request: Request) -> Response:
     _newer_errors(request)
-    session = await _service(request).sessions.get(require_identifier(request))
-    name = session.file_name(_path_name(request))
+    session, name = _named_file(request)
     return JSONResponse(_newer_file(session.info(name)))
 
 
 async def file_delete(request: Request) -> Response:
     _newer_errors(request)
-    session = await _service(request).sessions.get(require_identifier(request))
-    name = session.file_name(_path_name(request))
+    session, name = _named_file(request)
     async with session.lock:
         session.delete(name)
     return Response(status_code=204)
@@ -293,7 +275,8 @@ async def executions_post(request: Request) -> Response:
 async def executions_get(request: Request) -> Response:
     _newer_errors(request)
     session = _service(request).sessions.find(require_identifier(request))
-    execution = session.executions.get(request.path_params["id"])
+    executions = session.executions if session is not None else {}
+    execution = executions.get(request.path_params["id"])
     if execution is None:
         raise NotFound(f"no execution {request.path_params['id']!r} in this session")
     return JSONResponse(execution)

@@ -19,7 +19,7 @@ import secrets
 import stat
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 from runtimes import CellResult, InterpreterSession, Runtime
 from sandbox import Jail, Limits, UnsafeName, resolve_inside
 
-from .errors import BadRequest, NotFound, PayloadTooLarge, ServiceBusy
+from .errors import BadRequest, Conflict, NotFound, ServiceBusy
 from .settings import Settings
 
 log = logging.getLogger("adapter")
@@ -35,6 +35,12 @@ log = logging.getLogger("adapter")
 FILES_AT = "/mnt/data"
 SWEEP_INTERVAL_S = 5.0
 KEPT_EXECUTIONS = 100
+# A kernel's whole output over its life, in cells' worth of the output cap: a backstop under
+# the per-cell cap (and the cap between cells) that stops it even if those were missed.
+KERNEL_OUTPUT_CELLS = 64
+# What a timestamp can be rendered as (years 1 to 9999). A cell may set any mtime
+# (os.utime(name, (1e15, 1e15))): one outside is shown at the nearer end.
+EARLIEST_S, LATEST_S = -62135596800.0, 253402300799.0
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,23 @@ class FileInfo:
     modified: float
 
     def iso_modified(self) -> str:
-        moment = datetime.datetime.fromtimestamp(self.modified, datetime.UTC)
+        clamped = min(max(self.modified, EARLIEST_S), LATEST_S)
+        moment = datetime.datetime.fromtimestamp(clamped, datetime.UTC)
         return moment.isoformat().replace("+00:00", "Z")
+
+
+def file_name(raw: str, folder: Path) -> str:
+    """A file name as clients send it, `x.csv` or `/mnt/data/x.csv`, checked as a plain name
+    of a file in `folder`; a 400 naming it otherwise."""
+    name = raw[len(FILES_AT) + 1:] if raw.startswith(FILES_AT + "/") else raw
+    if not name or "/" in name or name in (".", ".."):
+        raise BadRequest(f"file name {raw!r} must be a plain name (optionally under "
+                         f"{FILES_AT}/)")
+    try:
+        resolve_inside(folder, name)
+    except UnsafeName as exc:
+        raise BadRequest(f"file name {raw!r}: {exc}") from None
+    return name
 
 
 @dataclass
@@ -65,29 +86,36 @@ class Session:
 
     def file_name(self, raw: str) -> str:
         """A file name as clients send it: `x.csv` or `/mnt/data/x.csv`; plain names only."""
-        name = raw[len(FILES_AT) + 1:] if raw.startswith(FILES_AT + "/") else raw
-        if not name or "/" in name or name in (".", ".."):
-            raise BadRequest(f"file name {raw!r} must be a plain name (optionally under "
-                             f"{FILES_AT}/)")
-        try:
-            resolve_inside(self.jail.path, name)
-        except UnsafeName as exc:
-            raise BadRequest(f"file name {raw!r}: {exc}") from None
-        return name
+        return file_name(raw, self.jail.path)
+
+    def accessible(self) -> None:
+        """Gives the session's folder its owner's access back when code took it away (a cell
+        may chmod its working directory to 0: a service of the kernel's uid could list, read,
+        write nothing, and no later kernel could start in it). Before every files call and
+        cell; a cell may do it again at any moment: what then fails is a 409 of `denied`,
+        never a failure of the service."""
+        info = os.stat(self.jail.path, follow_symlinks=False)
+        if stat.S_IMODE(info.st_mode) & stat.S_IRWXU != stat.S_IRWXU:
+            restore_access(self.jail.path, self.jail.uid)
 
     def files(self) -> list[FileInfo]:
-        """Regular files directly in the session's folder; never follows a link code planted."""
+        """Regular files directly in the session's folder; never follows a link code planted.
+        A name that is not valid UTF-8 (a cell's open(b'\\xff', 'w')) is left out: JSON cannot
+        carry it and no URL can name it back; code still sees the file, and it counts."""
+        self.accessible()
         found = []
-        with os.scandir(self.jail.path) as entries:
+        with denied(), os.scandir(self.jail.path) as entries:
             for entry in entries:
                 info = entry.stat(follow_symlinks=False)
-                if stat.S_ISREG(info.st_mode):
+                if stat.S_ISREG(info.st_mode) and is_utf8(entry.name):
                     found.append(FileInfo(entry.name, info.st_size, info.st_mtime))
         return sorted(found, key=lambda f: f.name)
 
     def info(self, name: str) -> FileInfo:
+        self.accessible()
         try:
-            found = os.stat(self.jail.path / name, follow_symlinks=False)
+            with denied():
+                found = os.stat(self.jail.path / name, follow_symlinks=False)
         except FileNotFoundError:
             raise NotFound(f"no file {name!r} in this session") from None
         if not stat.S_ISREG(found.st_mode):
@@ -95,6 +123,7 @@ class Session:
         return FileInfo(name, found.st_size, found.st_mtime)
 
     def read(self, name: str) -> bytes:
+        self.accessible()
         try:
             fd = os.open(self.jail.path / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except (FileNotFoundError, OSError):
@@ -113,54 +142,20 @@ class Session:
         total_bytes = entries = 0
         folders = [str(self.jail.path)]
         while folders:
-            with os.scandir(folders.pop()) as found:
-                for entry in found:
-                    info = entry.stat(follow_symlinks=False)
-                    entries += 1
-                    if stat.S_ISREG(info.st_mode):
-                        total_bytes += info.st_size
-                    elif stat.S_ISDIR(info.st_mode):
-                        folders.append(entry.path)
+            for entry in _entries(folders.pop()):
+                info = entry.stat(follow_symlinks=False)
+                entries += 1
+                if stat.S_ISREG(info.st_mode):
+                    total_bytes += info.st_size
+                elif stat.S_ISDIR(info.st_mode):
+                    folders.append(entry.path)
         return total_bytes, entries
 
-    def store(self, uploads: list[tuple[str, bytes]], max_bytes: int,
-              max_files: int) -> list[FileInfo]:
-        """Stores uploaded files (plain names, already checked), each replacing a file of the
-        same name. Refused whole, before anything is written, when a name is taken by a folder
-        or the session's files would pass the quota, so nothing half-written is left: the
-        quota counts every file, also those code made in sub-folders."""
-        latest = dict(uploads)  # a name sent twice: the last part wins, as a second upload would
-        replaced_bytes = replaced_entries = 0
-        for name in latest:
-            try:
-                found = os.stat(self.jail.path / name, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISDIR(found.st_mode):
-                raise BadRequest(f"{name!r} is a folder in this session, not a file")
-            replaced_entries += 1
-            replaced_bytes += found.st_size if stat.S_ISREG(found.st_mode) else 0
-        used_bytes, used_entries = self.usage()
-        new_bytes = used_bytes - replaced_bytes + sum(len(data) for data in latest.values())
-        if new_bytes > max_bytes:
-            raise PayloadTooLarge(f"the session's files would take {new_bytes} bytes; the "
-                                  f"limit is {max_bytes}")
-        if used_entries - replaced_entries + len(latest) > max_files:
-            raise PayloadTooLarge(f"a session holds at most {max_files} files and folders")
-        for name, data in latest.items():
-            self.delete(name, missing_ok=True)
-            try:
-                self.jail.write_file(name, data)
-            except OSError as exc:
-                # The tmpfs rounds every file up to whole pages, so it can fill up before the
-                # byte count above says so: what was begun goes, and the caller hears why.
-                self.delete(name, missing_ok=True)
-                raise PayloadTooLarge(f"the session's disk is full: {exc.strerror}") from None
-        return [self.info(name) for name in latest]
-
     def delete(self, name: str, missing_ok: bool = False) -> None:
+        self.accessible()
         try:
-            os.unlink(self.jail.path / name)  # unlink never follows the link itself
+            with denied():
+                os.unlink(self.jail.path / name)  # unlink never follows the link itself
         except FileNotFoundError:
             if not missing_ok:
                 raise NotFound(f"no file {name!r} in this session") from None
@@ -182,6 +177,7 @@ class Sessions:
         self.runtime = runtime
         self.live: dict[str, Session] = {}
         self._creating = asyncio.Lock()
+        self.uploads_in_flight = 0
         self.files_at: str | None = None
         # Who sees their files at /mnt/data. With a mount namespace per kernel, every session;
         # without one (a default container), /mnt/data is a symlink to one session's folder at a
@@ -219,10 +215,12 @@ class Sessions:
 
     def kernel_limits(self) -> Limits:
         """The kernel lives across cells: its wall and CPU bounds are the session's lifetime,
-        its output is cut per cell; memory and the rest are the runtime's, as for any run."""
+        its output is cut per cell and between cells, and in all at KERNEL_OUTPUT_CELLS caps'
+        worth; memory and the rest are the runtime's, as for any run."""
         lifetime = float(self.settings.session_max_lifetime_s)
         return self.runtime.run.limits.clamp(self.settings.ceilings()).replace(
-            wall_timeout_s=lifetime, cpu_time_s=lifetime, max_output_bytes=1 << 40)
+            wall_timeout_s=lifetime, cpu_time_s=lifetime,
+            max_output_bytes=KERNEL_OUTPUT_CELLS * self.settings.max_output_bytes)
 
     async def get(self, identifier: str) -> Session:
         """The session `identifier`, started if new."""
@@ -249,11 +247,13 @@ class Sessions:
             session.touch()
             return session
 
-    def find(self, identifier: str) -> Session:
+    def find(self, identifier: str) -> Session | None:
+        """The live session `identifier`, or None: never starts one. Calls that only read or
+        delete use it, so a client probing new identifiers allocates no jail, uid or tmpfs and
+        cannot fill the `max_sessions` ceiling for everyone else."""
         session = self.live.get(identifier)
-        if session is None:
-            raise NotFound(f"no session {identifier!r}")
-        session.touch()
+        if session is not None:
+            session.touch()
         return session
 
     async def run(self, session: Session, code: str, timeout_s: float,
@@ -263,12 +263,38 @@ class Sessions:
         slots that other sessions' cells could use."""
         async with session.lock:
             session.touch()
+            session.accessible()
             try:
                 async with slot():
                     return await session.kernel.run(code, timeout_s,
                                                     self.settings.max_output_bytes)
             finally:
                 session.touch()
+
+    @contextlib.contextmanager
+    def upload_slot(self) -> Iterator[None]:
+        """Held by an upload while its body streams in; past `max_uploads_in_flight` a 503:
+        each holds its session's lock and a share of the disk's bandwidth while it lasts."""
+        limit = self.settings.max_uploads_in_flight
+        if self.uploads_in_flight >= limit:
+            raise ServiceBusy(f"{self.uploads_in_flight} uploads are in flight, the most this "
+                              "service takes at once; retry in a moment")
+        self.uploads_in_flight += 1
+        try:
+            yield
+        finally:
+            self.uploads_in_flight -= 1
+
+    async def end_if_unused(self, identifier: str) -> None:
+        """Ends a session that a refused upload started, unless something else made use of it
+        meanwhile (a kernel runs, or it holds files): a refused upload leaves no session."""
+        session = self.live.get(identifier)
+        if session is None or session.lock.locked() or session.kernel.process is not None:
+            return
+        with contextlib.suppress(OSError, Conflict):
+            if session.usage() != (0, 0):
+                return
+        await self.end(identifier)
 
     async def end(self, identifier: str) -> bool:
         session = self.live.pop(identifier, None)
@@ -304,6 +330,61 @@ class Sessions:
         for identifier in list(self.live):
             await self.end(identifier)
 
+
+
+def is_utf8(name: str) -> bool:
+    """Whether a name os.scandir gave is valid UTF-8 (else it holds surrogate escapes)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def restore_access(folder: str | Path, owner: int | None = None) -> bool:
+    """Gives the owner read, write and search on `folder` again, if it is a folder of the
+    service's uid (or `owner`'s, the session's own uid); whether it did. Opened without
+    following a link (O_PATH), and changed through that descriptor: a link swapped in for the
+    folder cannot redirect the chmod."""
+    try:
+        fd = os.open(folder, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if info.st_uid not in (os.geteuid(), owner):
+            return False
+        # fchmod refuses an O_PATH descriptor; its /proc link names that very inode.
+        os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(info.st_mode) | stat.S_IRWXU)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def denied() -> Iterator[None]:
+    """A permission error on the session's files (code took the access away again after
+    `Session.accessible`) as a 409 that says so."""
+    try:
+        yield
+    except PermissionError:
+        raise Conflict("the session's files are not accessible: code in the session removed "
+                       "the permissions of its folder") from None
+
+
+def _entries(folder: str) -> list[os.DirEntry[str]]:
+    """The entries of `folder`; one that code made unreadable is opened up again when the
+    service owns it, else it counts as empty (a tmpfs or the disk watchdog still bounds it)."""
+    for attempt in range(2):
+        try:
+            with os.scandir(folder) as entries:
+                return list(entries)
+        except PermissionError:
+            if attempt or not restore_access(folder):
+                break
+    return []
 
 
 def _point_link(target: Path | None) -> None:

@@ -58,6 +58,8 @@ class Settings:
     session_max_lifetime_s: float = 3600.0  # wall and CPU bound of one session's kernel
     max_sessions: int = 64
     max_upload_bytes: int = 128 * MiB
+    # Uploads streaming into sessions at once (each holds its session and a disk's bandwidth).
+    max_uploads_in_flight: int = 8
     # HTTP clients: a request head must arrive within this of the connection being ready for
     # one, and a body may pause this long at most; past either the connection is closed.
     http_head_timeout_s: float = 10.0
@@ -197,6 +199,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "precompiled_dir": Path, "max_disk_bytes": int,
     "max_disk_files": int, "shutdown_grace_s": float, "session_cooldown_s": float,
     "session_max_lifetime_s": float, "max_sessions": int, "max_upload_bytes": int,
+    "max_uploads_in_flight": int,
     "uid_first": int, "uid_count": int, "runtimes_dirs": _paths, "max_concurrent_runs": int,
     "memory_budget_bytes": int, "memory_reserve_bytes": int,
     "max_queued_runs": int, "max_body_bytes": int, "max_wall_timeout_s": float,

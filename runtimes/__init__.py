@@ -8,11 +8,12 @@ from .compile_cache import (
     ProducedFile,
     cache_exposure,
 )
-from .errors import RuntimeConfigError, RuntimesError, UnknownRuntime
+from .errors import ReservedSourceName, RuntimeConfigError, RuntimesError, UnknownRuntime
 from .execution import (
     Execution,
     SourceFile,
     StageEvents,
+    check_source_names,
     compile_program,
     effective_limits,
     execute,
@@ -37,6 +38,7 @@ __all__ = [
     "InterpreterSession",
     "ProducedFile",
     "Registry",
+    "ReservedSourceName",
     "Runtime",
     "RuntimeConfigError",
     "RuntimesError",
@@ -49,6 +51,7 @@ __all__ = [
     "UnknownRuntime",
     "build_precompiled",
     "cache_exposure",
+    "check_source_names",
     "compile_program",
     "effective_limits",
     "execute",

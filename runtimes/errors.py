@@ -2,7 +2,8 @@
 
     RuntimesError
     ├── RuntimeConfigError   a runtime file is invalid, or its toolchain is missing (at startup)
-    └── UnknownRuntime       a request named a language that no runtime answers to
+    ├── UnknownRuntime       a request named a language that no runtime answers to
+    └── ReservedSourceName   a source file is named like a file the compile writes
 """
 
 from __future__ import annotations
@@ -23,3 +24,12 @@ class UnknownRuntime(RuntimesError, LookupError):
         super().__init__(f"unknown language {name!r}; available: {', '.join(known)}")
         self.name = name
         self.known = known
+
+
+class ReservedSourceName(RuntimesError, ValueError):
+    """Source file `index` of a request is named like a file the compile writes."""
+
+    def __init__(self, index: int, name: str) -> None:
+        super().__init__(f"{name!r} is the name of the program the compile writes")
+        self.index = index
+        self.name = name

@@ -26,6 +26,7 @@ from sandbox import (
 )
 
 from .compile_cache import CompileCache, Compiled, ProducedFile, compile_key, fits
+from .errors import ReservedSourceName
 from .runtime import Runtime, Stage
 
 # Every program starts from this environment and its runtime's `env`; nothing else reaches it.
@@ -123,6 +124,21 @@ def _classify(result: RunResult, stage: Stage) -> RunResult:
     return result
 
 
+def check_source_names(runtime: Runtime, names: Sequence[str]) -> None:
+    """Raises `ReservedSourceName` for the first of `names` (relative paths, as a request
+    sends them) that names a file the compile writes: the compile would overwrite that source,
+    and a cached compile would be placed over it.
+
+    >>> check_source_names(cpp, ["main.cpp", "./main"])  # ReservedSourceName(1, "main")
+    """
+    if runtime.compile is None or not runtime.compile.outputs:
+        return
+    outputs = {PurePosixPath(resolve_inside(Path("/"), name)) for name in runtime.compile.outputs}
+    for index, name in enumerate(names):
+        if PurePosixPath(resolve_inside(Path("/"), name)) in outputs:
+            raise ReservedSourceName(index, str(resolve_inside(Path("/"), name).relative_to("/")))
+
+
 def _compile_sources(runtime: Runtime, files: Sequence[SourceFile]) -> list[str]:
     names = [f.name for f in files]
     return [n for n in names
@@ -173,6 +189,7 @@ async def execute(
     when it holds these sources, else from a real compile, stored in `cache` if it succeeds."""
     if not files:
         raise ValueError("at least one source file is needed")
+    check_source_names(runtime, [f.name for f in files])
     main = main or files[0].name
     compile_limits = compile_limits or (runtime.compile.limits if runtime.compile else None)
     key = None
@@ -217,6 +234,7 @@ async def compile_program(sandbox: Sandbox, runtime: Runtime, files: Sequence[So
         raise ValueError(f"{runtime.name} does not compile")
     if not files:
         raise ValueError("at least one source file is needed")
+    check_source_names(runtime, [f.name for f in files])
     main = main or files[0].name
     limits = compile_limits or runtime.compile.limits
     key = None

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sandbox import LIMIT_FIELDS, Limits
+from sandbox import LIMIT_FIELDS, Limits, UnsafeName, resolve_inside
 
 from .errors import RuntimeConfigError
 from .runtime import Precompiled, Runtime, SelfTest, SessionStage, Stage, Warm
@@ -25,7 +25,7 @@ LIST_PLACEHOLDERS = ("{args...}", "{sources...}")
 FIXED_PLACEHOLDERS = ("workdir", "source")
 TOP_KEYS = {"name", "aliases", "source_file", "compile_sources", "executables", "version",
             "compile", "run", "selftest", "read_paths", "runtime", "session"}
-STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers", "file_size_error_markers",
+STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers", "file_size_error_markers", "outputs",
               "precompiled", "warm"}
 VERSION_TIMEOUT_S = 20
 
@@ -112,8 +112,14 @@ def _read_stage(reader: _Reader, key: str, executables: Mapping[str, str]) -> St
             _check_template(table, f"argv[{i}]", arg, [*executables, "header", "output"])
         precompiled = Precompiled(tuple(table.str_list("headers", empty=False)), tuple(pc_argv),
                                   table.text("include_env"))
+    outputs = stage.str_list("outputs", default=[])
+    for i, name in enumerate(outputs):
+        try:
+            resolve_inside(Path("/"), name)
+        except UnsafeName as exc:
+            raise stage.fail(f"outputs[{i}]", str(exc)) from None
     return Stage(tuple(argv), env, limits, tuple(memory_markers), tuple(file_size_markers),
-                 precompiled, _read_warm(stage, key, argv))
+                 precompiled, _read_warm(stage, key, argv), tuple(outputs))
 
 
 def _read_warm(stage: _Reader, key: str, argv: list[str]) -> Warm | None:

@@ -24,6 +24,9 @@ class Stage:
     file_size_error_markers: tuple[str, ...] = ()
     precompiled: Precompiled | None = None
     warm: Warm | None = None
+    # Files the stage writes in the working directory (the compile's program): a source file
+    # of such a name would be overwritten by it, or a cached copy placed over it.
+    outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@
 The jail (and the files in it) lives as long as the session; the kernel is started on the first
 cell and again after a reset. A cell that times out, floods its output or kills the kernel
 (memory) resets the session's state: the kernel is killed, the next cell starts a fresh one, the
-files stay. See python_kernel.py for the kernel's side of the protocol.
+files stay. Output is kept only while a cell waits for it and only up to the cell's cap; a
+kernel that prints more than that between cells (a thread the cell left running) is killed
+there and then, and the next cell says the state was reset. See python_kernel.py for the
+kernel's side of the protocol.
 """
 
 from __future__ import annotations
@@ -88,6 +91,13 @@ class _Cell:
         return reply
 
 
+def _how(ended: asyncio.Task[RunResult]) -> str:
+    """How a kernel that ended ended: its outcome, or that its launcher failed."""
+    if ended.cancelled() or ended.exception() is not None:
+        return "its launcher failed"
+    return ended.result().outcome.value
+
+
 class InterpreterSession:
     """A runtime's kernel in `jail`, with its files. Cells run one at a time."""
 
@@ -104,6 +114,12 @@ class InterpreterSession:
         self.ended: asyncio.Task[RunResult] | None = None
         self.cell: _Cell | None = None
         self.mark = b""
+        # Output between cells: counted, never kept, and past `idle_cap` the kernel is killed.
+        self.idle_bytes = 0
+        self.idle_cap = 0
+        self.killing: asyncio.Task[None] | None = None
+        # Why the kernel was lost between cells, for the next cell to say.
+        self.lost: str | None = None
 
     async def _start(self) -> None:
         stage = self.runtime.session
@@ -121,17 +137,40 @@ class InterpreterSession:
         self.process = await self.jail.start(argv, env, self.limits, self.runtime.read_paths,
                                              also_at=self.files_at)
         await self.process.write_stdin(b"")
+        self.idle_bytes = 0
         self.ended = asyncio.create_task(self.process.wait(self._on_output))
 
     def _on_output(self, stream: Stream, data: bytes) -> None:
         if self.cell is not None:
             self.cell.feed(stream, data)
+            return
+        # Nobody waits for it: dropped. A kernel that keeps printing would otherwise keep the
+        # service reading (and, below it, buffering) without end.
+        self.idle_bytes += len(data)
+        if self.idle_bytes > self.idle_cap and self.killing is None and self.lost is None:
+            self.lost = f"the kernel printed more than {self.idle_cap} bytes between cells"
+            self.killing = asyncio.create_task(self._kill())
+
+    async def _kill(self) -> None:
+        if self.process is not None and self.ended is not None and not self.ended.done():
+            await self.process.send_signal(9)
 
     async def run(self, code: str, timeout_s: float, max_output_bytes: int) -> CellResult:
-        """Runs one cell; the session's state carries over unless the result says `reset`."""
-        if self.process is None or self.ended is None or self.ended.done():
+        """Runs one cell; the session's state carries over unless the result says `reset` (a
+        cell that ran in a fresh kernel because the last one was lost between cells succeeds
+        with `reset` saying why)."""
+        lost = None
+        if self.process is not None and self.ended is not None and (
+                self.ended.done() or self.killing is not None):
+            # Lost between cells: killed for its output, or it ended by itself.
+            lost = self.lost
+            if lost is None and self.ended.done():
+                lost = f"the kernel ended between cells ({_how(self.ended)})"
+            await self._stop()
+        if self.process is None or self.ended is None:
             await self._start()
         assert self.process is not None and self.ended is not None
+        self.idle_cap = max_output_bytes
         cell = self.cell = _Cell(self.mark, max_output_bytes)
         started = time.monotonic()
         await self.process.write_stdin(json.dumps({"code": code}).encode() + b"\n")
@@ -163,17 +202,22 @@ class InterpreterSession:
             return CellResult(False, stdout, stderr, "", wall, reset,
                               truncated[Stream.STDOUT], truncated[Stream.STDERR])
         reply = cell.reply or {}
+        self.idle_bytes = 0
         return CellResult(bool(reply.get("ok")), stdout, stderr, reply.get("result", ""), wall,
-                          None, truncated[Stream.STDOUT], truncated[Stream.STDERR])
+                          lost, truncated[Stream.STDOUT], truncated[Stream.STDERR])
 
     async def _stop(self) -> None:
         """Kills the kernel and everything it started; the jail and its files stay."""
+        if self.killing is not None:
+            with contextlib.suppress(Exception):
+                await self.killing
         if self.process is not None and self.ended is not None:
             if not self.ended.done():
                 await self.process.send_signal(9)
             with contextlib.suppress(Exception):
                 await self.ended
-        self.process = self.ended = None
+        self.process = self.ended = self.killing = None
+        self.lost = None
 
     async def close(self) -> None:
         await self._stop()

@@ -18,6 +18,7 @@ import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from . import landlock
 from .errors import LaunchError, SandboxError
@@ -80,7 +81,15 @@ class Jail:
 
     def write_file(self, name: str, data: bytes, mode: int = 0o600) -> Path:
         """Creates file `name` (sub-folders allowed) inside the working directory, owned by the
-        jail's uid, with permission bits `mode` (0o700 for a program to execute).
+        jail's uid, with permission bits `mode` (0o700 for a program to execute); see
+        `create_file`."""
+        with self.create_file(name, mode) as f:
+            f.write(data)
+        return resolve_inside(self.path, name)
+
+    def create_file(self, name: str, mode: int = 0o600) -> BinaryIO:
+        """Creates file `name` as `write_file` does and returns it open for writing, for data
+        that arrives in pieces (an upload streamed as it comes); the caller closes it.
 
         Walks down one folder at a time through descriptors opened with O_NOFOLLOW, so even a
         symlink a program planted in the jail cannot redirect the write; an existing file is
@@ -109,11 +118,14 @@ class Jail:
                          dir_fd=dir_fd)
         finally:
             os.close(dir_fd)
-        with os.fdopen(fd, "wb") as f:
+        f = os.fdopen(fd, "wb")
+        try:
             self._give(f.fileno())
             os.fchmod(f.fileno(), mode)  # whatever the service's umask is
-            f.write(data)
-        return path
+        except BaseException:
+            f.close()
+            raise
+        return f
 
     def _give(self, fd: int) -> None:
         # Only what the service itself just created is chowned (through its descriptor), never
