@@ -71,7 +71,7 @@ class Service:
         budget, budget_detail = memory_budget(settings)
         admission = Admission(settings.max_concurrent_runs, settings.max_queued_runs, budget)
         metrics = Metrics(lambda: admission.running, lambda: admission.waiting)
-        sessions = Sessions(settings, sandbox, registry.find("python"))
+        sessions = Sessions(settings, sandbox, registry.find("python"), admission)
         cache, detail = open_compile_cache(settings, sandbox, registry)
         for runtime in registry:
             # Started now, so the first run finds its interpreter warm.

@@ -27,6 +27,7 @@ from typing import Any
 from runtimes import CellResult, InterpreterSession, Runtime
 from sandbox import Jail, Limits, UnsafeName, resolve_inside
 
+from .admission import Admission
 from .errors import BadRequest, Conflict, NotFound, ServiceBusy
 from .settings import Settings
 
@@ -171,10 +172,12 @@ class Session:
 class Sessions:
     """Every live session of the service."""
 
-    def __init__(self, settings: Settings, sandbox: Any, runtime: Runtime) -> None:
+    def __init__(self, settings: Settings, sandbox: Any, runtime: Runtime,
+                 admission: Admission) -> None:
         self.settings = settings
         self.sandbox = sandbox
         self.runtime = runtime
+        self.admission = admission
         self.live: dict[str, Session] = {}
         self._creating = asyncio.Lock()
         self.uploads_in_flight = 0
@@ -230,8 +233,17 @@ class Sessions:
                 if len(self.live) >= self.settings.max_sessions:
                     raise ServiceBusy(f"{len(self.live)} sessions are live, the most this "
                                       "service keeps; retry when one has cooled down")
+                # For its whole life a session may hold its kernel's memory limit and its
+                # files (on a tmpfs, memory too): both count against the memory budget.
+                held = self.kernel_limits().memory_bytes + self.settings.max_disk_bytes
+                self.admission.reserve(held, f"a new session ({held} bytes)")
                 stack = contextlib.AsyncExitStack()
-                jail = await stack.enter_async_context(self.sandbox.jail())
+                stack.push_async_callback(self.admission.unreserve, held)
+                try:
+                    jail = await stack.enter_async_context(self.sandbox.jail())
+                except BaseException:
+                    await stack.aclose()
+                    raise
                 files_at = self.files_at
                 if files_at is not None and not self.sandbox.layers.active("mntns"):
                     if self.link_holder is None:

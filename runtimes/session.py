@@ -138,7 +138,9 @@ class InterpreterSession:
                                              also_at=self.files_at)
         await self.process.write_stdin(b"")
         self.idle_bytes = 0
-        self.ended = asyncio.create_task(self.process.wait(self._on_output))
+        # Each chunk goes to the waiting cell (or is counted and dropped between cells): none
+        # is kept for the kernel's whole life.
+        self.ended = asyncio.create_task(self.process.wait(self._on_output, keep_output=False))
 
     def _on_output(self, stream: Stream, data: bytes) -> None:
         if self.cell is not None:

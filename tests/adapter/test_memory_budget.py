@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ..utils import Server, serve
+from ..utils import Server, assert_nothing_left, serve
 
 MiB = 1 << 20
 # Room for one run at the runtimes' default 512 MiB, not two.
@@ -61,3 +61,39 @@ def test_a_run_that_can_never_fit_is_refused_naming_the_setting(budget_server: S
                                        f"service's memory budget of {BUDGET_BYTES} bytes "
                                        "(SANDBOX_MEMORY_BUDGET_BYTES)"}
     assert budget_server.health().status_code == 200
+
+
+@pytest.fixture(scope="module")
+def session_budget_server() -> Iterator[Server]:
+    # Room for one session (its kernel's 512 MiB and its 256 MiB of files), not two.
+    with serve({"SANDBOX_MEMORY_BUDGET_BYTES": str(1000 * MiB)}) as server:
+        yield server
+
+
+def cell(server: Server, identifier: str) -> tuple[int, dict[str, object]]:
+    reply = server.post(f"/code/execute?identifier={identifier}",
+                        {"properties": {"code": "6 * 7"}})
+    return reply.status_code, reply.json()
+
+
+def test_a_session_holds_its_kernel_and_files_against_the_budget(
+        session_budget_server: Server) -> None:
+    server = session_budget_server
+    status, body = cell(server, "first")
+    assert (status, body["properties"]["result"]) == (200, 42)  # type: ignore[index]
+    with server.client() as client:
+        assert client.get("/").json()["runs"]["memoryReservedBytes"] == 768 * MiB
+        refused = client.post("/code/execute?identifier=second",
+                              json={"properties": {"code": "1"}})
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "5"
+    assert "memory budget cannot hold a new session" in refused.json()["message"]
+    with server.client() as client:
+        ended = client.delete("/session?identifier=first&api-version=2025-02-02-preview")
+        assert ended.status_code == 204
+        assert client.get("/").json()["runs"]["memoryReservedBytes"] == 0
+    status, body = cell(server, "second")
+    assert (status, body["properties"]["result"]) == (200, 42)  # type: ignore[index]
+    with server.client() as client:
+        client.delete("/session?identifier=second&api-version=2025-02-02-preview")
+    assert_nothing_left(server)
