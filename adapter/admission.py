@@ -28,9 +28,9 @@ class Admission:
 
     def _check_fits(self, memory_bytes: int) -> None:
         if memory_bytes > self.memory_budget_bytes:
-            raise BadRequest(f"a memory limit of {memory_bytes} bytes cannot fit the service's "
-                             f"memory budget of {self.memory_budget_bytes} bytes "
-                             f"({BUDGET_SETTING})")
+            raise BadRequest(f"{memory_bytes} bytes of memory (the memory limit and the "
+                             f"output it may keep) cannot fit the service's memory budget of "
+                             f"{self.memory_budget_bytes} bytes ({BUDGET_SETTING})")
 
     def _room(self, memory_bytes: int) -> bool:
         return self.reserved_bytes + memory_bytes <= self.memory_budget_bytes

@@ -170,9 +170,11 @@ async def execute_code(request: Request) -> Response:
     parsed = parse_execute(await read_json(request, service.settings.max_body_bytes),
                            request.query_params)
     request.state.identifier = parsed.identifier
+    # Values above a ceiling are lowered to it, as Azure clients send fixed large timeouts.
     run_limits, compile_limits = stage_limits(
         runtime, service.settings.ceilings(),
-        {"wall_timeout_s": parsed.timeout_s, "cpu_time_s": parsed.timeout_s})
+        {"wall_timeout_s": parsed.timeout_s, "cpu_time_s": parsed.timeout_s,
+         "max_output_bytes": parsed.max_output_bytes})
     execution = await service.execute(
         runtime, source_files(runtime, parsed.code), run_limits=run_limits,
         compile_limits=compile_limits, stdin=parsed.stdin, args=parsed.args)

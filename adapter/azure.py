@@ -12,6 +12,7 @@ from sandbox import RunResult
 
 from .fields import (
     optional_args,
+    optional_positive_integer,
     optional_positive_number,
     optional_string,
     require_object,
@@ -28,6 +29,7 @@ class ExecuteRequest:
     args: tuple[str, ...]
     timeout_s: float | None
     identifier: str | None
+    max_output_bytes: int | None = None
 
 
 def parse_execute(body: Any, query: Mapping[str, str]) -> ExecuteRequest:
@@ -44,6 +46,8 @@ def parse_execute(body: Any, query: Mapping[str, str]) -> ExecuteRequest:
         timeout_s=optional_positive_number(properties.get("timeoutInSeconds"),
                                            "properties.timeoutInSeconds"),
         identifier=identifier if isinstance(identifier, str) else None,
+        max_output_bytes=optional_positive_integer(properties.get("maxOutputBytes"),
+                                                   "properties.maxOutputBytes"),
     )
 
 

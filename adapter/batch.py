@@ -51,7 +51,7 @@ VERDICTS = ("accepted", "wrong_answer", "time_limit", "memory_limit", "output_li
 # Verdicts that do not fail a batch: `ran` had nothing to be compared with.
 PASSING = ("accepted", "ran")
 # The limits a request may set, with the ceiling each is checked against.
-LIMIT_KEYS = ("wall_timeout_s", "cpu_time_s", "memory_bytes")
+LIMIT_KEYS = ("wall_timeout_s", "cpu_time_s", "memory_bytes", "max_output_bytes")
 BATCH_KEYS = ("language", "files", "limits", "cases")
 CASE_KEYS = ("name", "stdin", "expected_output", "args", "limits")
 # Of each case's stdout and stderr, the reply carries this much: a thousand cases at the full
@@ -191,8 +191,9 @@ def _limits(value: Any, path: str, ceilings: Limits) -> dict[str, float]:
             raise BadRequest(f"{path}.{key} must be a positive number")
         ceiling = getattr(ceilings, key)
         if raw > ceiling:
-            raise BadRequest(f"{path}.{key} cannot exceed the ceiling of {ceiling:g}")
-        parsed[key] = math.ceil(raw) if key == "memory_bytes" else float(raw)
+            shown = int(ceiling) if float(ceiling).is_integer() else ceiling
+            raise BadRequest(f"{path}.{key} cannot exceed the ceiling of {shown}")
+        parsed[key] = math.ceil(raw) if key.endswith("_bytes") else float(raw)
     return parsed
 
 

@@ -25,7 +25,7 @@ import httpx
 API_VERSION = "2024-02-02-preview"
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
-DEFAULT_OUTPUT_CAP = 1048576  # the service's default SANDBOX_MAX_OUTPUT_BYTES
+DEFAULT_OUTPUT_CAP = 1048576  # a run's output cap unless its request asks for another
 PISTON_SEED = {"language": "python", "version": "*", "files": [{"content": "print(42)"}]}
 # Layers whose inactivity is by design: the watchdog is off exactly when a tmpfs bounds the disk.
 QUIET_LAYERS = {"disk_watchdog"}
@@ -250,10 +250,11 @@ def check_timeout(client: httpx.Client) -> Passed:
 
 
 def output_cap(client: httpx.Client) -> int:
-    """The service's output cap, from GET / (its default when GET / does not say)."""
+    """The output cap of a Python run that does not ask for another, from GET / (the usual
+    default when GET / does not say)."""
     status = json_object(client.get("/")) or {}
     try:
-        return int(status["limits"]["ceilings"]["max_output_bytes"])
+        return int(status["limits"]["defaults"]["python"]["run"]["max_output_bytes"])
     except (KeyError, TypeError, ValueError):
         return DEFAULT_OUTPUT_CAP
 

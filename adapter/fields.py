@@ -57,6 +57,14 @@ def optional_args(value: Any, path: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def optional_positive_integer(value: Any, path: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise BadRequest(f"{path} must be a positive integer")
+    return value
+
+
 def optional_positive_number(value: Any, path: str) -> float | None:
     if value is None:
         return None

@@ -37,7 +37,8 @@ from .render import signal_name, text
 
 ENCODINGS = ("utf8", "base64", "hex")
 # Piston checks the limits in this order, and names them `<stage>_<constraint>`.
-CONSTRAINTS = ("memory_limit", "timeout", "cpu_time")
+# Piston's three, and ours: `<stage>_output_limit`, bytes kept of stdout and of stderr.
+CONSTRAINTS = ("memory_limit", "timeout", "cpu_time", "output_limit")
 STAGES = ("compile", "run")
 WHITESPACE = re.compile(rb"\s+")
 # Longer `version` ranges are unknown without being parsed: the node-semver port's patterns take
@@ -150,7 +151,8 @@ def _limit_overrides(body: dict[str, Any], ceilings: Limits) -> dict[str, dict[s
     default, as is -1 for memory (piston_rs always sends it)."""
     configured = {"memory_limit": ceilings.memory_bytes,
                   "timeout": ceilings.wall_timeout_s * 1000,
-                  "cpu_time": ceilings.cpu_time_s * 1000}
+                  "cpu_time": ceilings.cpu_time_s * 1000,
+                  "output_limit": ceilings.max_output_bytes}
     overrides: dict[str, dict[str, float]] = {stage: {} for stage in STAGES}
     for constraint in CONSTRAINTS:
         for stage in STAGES:
@@ -172,6 +174,8 @@ def _limit_overrides(body: dict[str, Any], ceilings: Limits) -> dict[str, dict[s
             # is 1 ms (a tiny one would underflow to 0 s in the division).
             if constraint == "memory_limit":
                 overrides[stage]["memory_bytes"] = math.ceil(value)
+            elif constraint == "output_limit":
+                overrides[stage]["max_output_bytes"] = math.ceil(value)
             elif constraint == "timeout":
                 overrides[stage]["wall_timeout_s"] = max(value, 1) / 1000
             else:

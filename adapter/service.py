@@ -82,9 +82,11 @@ class Service:
 
     def run_memory_bytes(self, *limits: Limits | None) -> int:
         """What one execution holds of the memory budget: its largest stage's limit (stages
-        run one after another), plus its working directory where that is a tmpfs its cgroup
-        does not charge (no cgroups)."""
-        memory = max((stage.memory_bytes for stage in limits if stage is not None), default=0)
+        run one after another), the service's copies of its output, plus its working
+        directory where that is a tmpfs its cgroup does not charge (no cgroups)."""
+        stages = [stage for stage in limits if stage is not None]
+        memory = max((stage.memory_bytes for stage in stages), default=0)
+        memory += OUTPUT_COPIES * max((stage.max_output_bytes for stage in stages), default=0)
         layers = self.sandbox.layers
         if layers.active("tmpfs") and layers.cgroups is None:
             memory += self.settings.max_disk_bytes
@@ -189,6 +191,11 @@ class Service:
         if failed:
             return "; ".join(f"self-test of {r.runtime} failed: {r.detail}" for r in failed)
         return None
+
+
+# Copies of a run's output the service may hold at once, per stream's cap: each stream's
+# chunks and their join, the interleaved output, the reply's text.
+OUTPUT_COPIES = 6
 
 
 def stage_limits_of(runtime: Runtime, options: dict[str, Any]) -> tuple[Limits | None, ...]:

@@ -216,6 +216,10 @@ class Sessions:
         self.files_at = FILES_AT
         return f"{FILES_AT} links to the folder of the oldest live session (one at a time)"
 
+    def cell_output_bytes(self) -> int:
+        """What a cell keeps of each stream: the runtime's run default, as for any run."""
+        return self.runtime.run.limits.clamp(self.settings.ceilings()).max_output_bytes
+
     def kernel_limits(self) -> Limits:
         """The kernel lives across cells: its wall and CPU bounds are the session's lifetime,
         its output is cut per cell and between cells, and in all at KERNEL_OUTPUT_CELLS caps'
@@ -223,7 +227,7 @@ class Sessions:
         lifetime = float(self.settings.session_max_lifetime_s)
         return self.runtime.run.limits.clamp(self.settings.ceilings()).replace(
             wall_timeout_s=lifetime, cpu_time_s=lifetime,
-            max_output_bytes=KERNEL_OUTPUT_CELLS * self.settings.max_output_bytes)
+            max_output_bytes=KERNEL_OUTPUT_CELLS * self.cell_output_bytes())
 
     async def get(self, identifier: str) -> Session:
         """The session `identifier`, started if new."""
@@ -279,7 +283,7 @@ class Sessions:
             try:
                 async with slot():
                     return await session.kernel.run(code, timeout_s,
-                                                    self.settings.max_output_bytes)
+                                                    self.cell_output_bytes())
             finally:
                 session.touch()
 

@@ -78,7 +78,9 @@ class Settings:
     max_processes: int = 256
     max_open_files: int = 1024
     max_file_bytes: int = 256 * MiB
-    max_output_bytes: int = 1 * MiB  # kept of stdout, and separately of stderr
+    # Kept of stdout, and separately of stderr, at most: a run keeps its runtime's default
+    # (1 MiB) unless its request asks for more, which a grader's few MB of right output need.
+    max_output_bytes: int = 16 * MiB
     # What one request's working directory may hold (source, compiler output, program files).
     max_disk_bytes: int = 256 * MiB
     max_disk_files: int = 10000

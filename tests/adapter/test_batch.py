@@ -266,7 +266,7 @@ BAD_REQUESTS = [
     ({"language": "python", "files": [{"content": ""}], "limits": {"stack_bytes": 1},
       "cases": [{}]}, 400,
      ("limits.stack_bytes is not a known field (known: wall_timeout_s, cpu_time_s, "
-     "memory_bytes)")),
+     "memory_bytes, max_output_bytes)")),
 ]
 
 

@@ -45,7 +45,7 @@ def test_runs_that_do_not_fit_together_wait_for_each_other(budget_server: Server
             runs = client.get("/").json()["runs"]
         # Two slots are free, but the budget holds one run of 512 MiB.
         assert (runs["running"], runs["waiting"], runs["memoryReservedBytes"]) == (
-            1, 1, 512 * MiB)
+            1, 1, 512 * MiB + 6 * MiB)  # its memory limit and its output's copies
         durations = first.result(), second.result()
     assert durations[1] >= 2.2  # it waited for the first to end
     with budget_server.client() as client:
@@ -57,8 +57,10 @@ def test_a_run_that_can_never_fit_is_refused_naming_the_setting(budget_server: S
         "language": "python", "version": "*", "files": [{"content": "print(1)"}],
         "run_memory_limit": 1024 * MiB})
     assert reply.status_code == 400
-    assert reply.json() == {"message": f"a memory limit of {1024 * MiB} bytes cannot fit the "
-                                       f"service's memory budget of {BUDGET_BYTES} bytes "
+    held = 1024 * MiB + 6 * MiB  # its memory limit and its output's copies
+    assert reply.json() == {"message": f"{held} bytes of memory (the memory limit and the "
+                                       "output it may keep) cannot fit the service's memory "
+                                       f"budget of {BUDGET_BYTES} bytes "
                                        "(SANDBOX_MEMORY_BUDGET_BYTES)"}
     assert budget_server.health().status_code == 200
 
