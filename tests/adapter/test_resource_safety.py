@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from ..conftest import SERVER_ENV, skip_or_fail
@@ -28,9 +29,33 @@ from ..utils import (
     serve,
     unprivileged_unavailable,
 )
+from .test_hostile_clients import TIMEOUT_S, open_files_for_the_tests  # noqa: F401 - its fixture
+from .test_hostile_clients import (
+    test_two_thousand_half_sent_heads_are_closed_and_health_answers as half_open_heads,
+)
+from .test_session_resources import (
+    stream_upload,
+)
+from .test_session_resources import (
+    test_a_kernel_flooding_between_cells_is_reset_and_kept_nothing as flooding_cell,
+)
+from .test_session_resources import (
+    test_read_and_delete_calls_on_new_identifiers_start_no_session as read_only_calls,
+)
+from .test_sessions import sessions_of
+from .test_socket_stdin import (
+    test_stdin_to_a_program_that_never_reads_is_slowed_or_bounded as unread_socket_stdin,
+)
 
 GiB = 1 << 30
+MiB = 1 << 20
 SERVICE_LIMIT_BYTES = 3 * GiB // 2
+# Sessions' files at 64 MiB: a session then holds 576 MiB of the 1.25 GiB budget, so two fit.
+# HTTP timeouts short enough for the half-open connections to be closed within a test.
+SESSION_FILES_BYTES = 64 * MiB
+BOUNDED_ENV = {**SERVER_ENV, "SANDBOX_MAX_DISK_BYTES": str(SESSION_FILES_BYTES),
+               "SANDBOX_HTTP_HEAD_TIMEOUT_S": str(TIMEOUT_S),
+               "SANDBOX_HTTP_BODY_IDLE_TIMEOUT_S": str(TIMEOUT_S)}
 
 # `main()` forks N children that each allocate and touch EACH MB, then sleep: every child is far
 # inside RLIMIT_AS and the process limit, the run together far past its memory limit.
@@ -70,7 +95,7 @@ def bounded_server(request: pytest.FixtureRequest) -> Iterator[Server]:
         python = provide_user_python()
     with memory_cgroup(SERVICE_LIMIT_BYTES, user) as cgroup:
         kwargs = {"python": python} if python else {}
-        with serve(SERVER_ENV, user=user, cgroup=cgroup, **kwargs) as server:  # type: ignore[arg-type]
+        with serve(BOUNDED_ENV, user=user, cgroup=cgroup, **kwargs) as server:  # type: ignore[arg-type]
             yield server
 
 
@@ -154,3 +179,71 @@ def test_the_memory_budget_is_the_containers_limit_less_the_reserve(
         runs = client.get("/").json()["runs"]
     assert runs["memoryBudgetBytes"] == SERVICE_LIMIT_BYTES - 256 * (1 << 20)
     assert runs["memoryBudgetFrom"].startswith("the service's cgroup limit")
+
+
+# The cases below are the suite's own tests of each resource, run again against the service in
+# its memory cgroup, in both modes.
+
+def test_half_open_connections_in_the_bounded_service(bounded_server: Server) -> None:
+    half_open_heads(bounded_server)
+    assert_survived(bounded_server)
+
+
+def test_read_only_calls_in_the_bounded_service(bounded_server: Server) -> None:
+    read_only_calls(bounded_server)
+    assert_survived(bounded_server)
+
+
+def test_a_cell_thread_flooding_in_the_bounded_service(bounded_server: Server) -> None:
+    flooding_cell(bounded_server)
+    assert_survived(bounded_server)
+
+
+def test_websocket_stdin_in_the_bounded_service(bounded_server: Server) -> None:
+    unread_socket_stdin(bounded_server)
+    assert_survived(bounded_server)
+
+
+def test_sessions_filling_their_files_cannot_take_the_service_down(
+        bounded_server: Server) -> None:
+    # Six sessions whose cell writes 15 files of 16 MB: each is held to its files' bound, and
+    # the budget admits only the sessions whose kernels and files fit at once.
+    fill = ("written = 0\ntry:\n    for i in range(15):\n        with open(f'f{i}', 'wb') as f:"
+            "\n            f.write(b'x' * (16 << 20))\n        written += 1\nexcept OSError:\n"
+            "    pass\nwritten")
+    with sessions_of(bounded_server) as make:
+        sessions = [make() for _ in range(6)]
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            replies = list(pool.map(lambda s: s.request("POST", "/code/execute", json={
+                "properties": {"code": fill}}), sessions))
+        admitted = [r for r in replies if r.status_code == 200]
+        refused = [r for r in replies if r.status_code == 503]
+        assert len(admitted) + len(refused) == 6, [r.text for r in replies]
+        assert len(admitted) == 2
+        assert all(r.headers["retry-after"] == "5" for r in refused)
+        for reply in admitted:
+            # The session's files stop at its bound: a 64 MiB tmpfs takes four of the 16 MiB
+            # files; without one, the disk watchdog ends the kernel past the bound.
+            props = reply.json()["properties"]
+            assert props["result"] == 4 or "disk_limit" in (
+                props["sessionResetReason"] or ""), reply.text
+        assert bounded_server.health().status_code == 200
+    assert_survived(bounded_server)
+
+
+def test_parallel_uploads_in_the_bounded_service(bounded_server: Server) -> None:
+    service = psutil.Process(bounded_server.process.pid)
+    with sessions_of(bounded_server) as make:
+        sessions = [make(), make()]
+        for session in sessions:
+            session.execute("1")  # started: both fit the budget
+        before = peak = service.memory_info().rss
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            uploads = [pool.submit(stream_upload, session, f"part{i}.bin", 30 * MiB)
+                       for session in sessions for i in range(2)]
+            while not all(upload.done() for upload in uploads):
+                peak = max(peak, service.memory_info().rss)
+                time.sleep(0.05)
+        assert [upload.result().status_code for upload in uploads] == [200] * 4
+        assert peak - before < 60 * MiB, f"the service grew by {(peak - before) / MiB:.0f} MiB"
+    assert_survived(bounded_server)
