@@ -247,3 +247,17 @@ def test_parallel_uploads_in_the_bounded_service(bounded_server: Server) -> None
         assert [upload.result().status_code for upload in uploads] == [200] * 4
         assert peak - before < 60 * MiB, f"the service grew by {(peak - before) / MiB:.0f} MiB"
     assert_survived(bounded_server)
+
+
+def test_an_interpreter_that_cannot_start_under_its_limit_is_a_memory_limit(
+        bounded_server: Server) -> None:
+    # Under 8 MiB the loader cannot map the interpreter's libraries: the run did not fit its
+    # memory limit. (Under 12 MiB CPython itself may spin at start-up, ASLR deciding: see
+    # README, Limitations.)
+    reply = bounded_server.post("/batch", {
+        "language": "python", "files": [{"content": "print(1)"}],
+        "limits": {"memory_bytes": 8 << 20}, "cases": [{}]})
+    assert reply.status_code == 200, reply.text
+    case = reply.json()["cases"][0]
+    assert (case["verdict"], case["outcome"]) == ("memory_limit", "memory_limit"), case
+    assert_survived(bounded_server)
