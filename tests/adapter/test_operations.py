@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 from openapi_spec_validator import validate
 from starlette.routing import Route, WebSocketRoute
@@ -95,9 +96,17 @@ def test_access_lines_have_sizes_and_never_the_program_or_its_output(server: Ser
     marker = "only-in-the-program-7d1f"
     server.post("/python/execute?identifier=ops-1",
                 {"properties": {"code": f"print('{marker}' * 2)"}})
-    lines = [json.loads(line) for line in server_log(server)
-             if line.startswith('{"method"')]
-    line = next(x for x in lines if x["identifier"] == "ops-1")
+    # The access line is written once the reply is sent: it may come a moment after it.
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in server_log(server)
+                 if line.startswith('{"method"')]
+        found = [x for x in lines if x["identifier"] == "ops-1"]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert found, "no access line for the request"
+    line = found[0]
     assert (line["method"], line["status"], line["runtime"], line["outcome"]) == (
         "POST", 200, "python", "ok")
     assert line["request_bytes"] > 0 and line["response_bytes"] > 0
