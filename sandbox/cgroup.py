@@ -78,6 +78,17 @@ def _mounts(mountinfo_text: str) -> dict[str, Path]:
     return found
 
 
+def _hierarchies(cgroup_text: str | None, mountinfo_text: str | None
+                 ) -> tuple[dict[str, str], dict[str, Path]]:
+    """This process's own cgroup and the mount point of each hierarchy (see `_own_paths`,
+    `_mounts`), from the texts given or else /proc/self/cgroup and /proc/self/mountinfo."""
+    if cgroup_text is None:
+        cgroup_text = _read(Path("/proc/self/cgroup"))
+    if mountinfo_text is None:
+        mountinfo_text = _read(Path("/proc/self/mountinfo"))
+    return _own_paths(cgroup_text), _mounts(mountinfo_text)
+
+
 @dataclass(frozen=True)
 class RunCgroup:
     """One run's cgroup: its folders (v1: memory then pids; v2: one)."""
@@ -252,11 +263,7 @@ def find_tree(cgroup_text: str | None = None, mountinfo_text: str | None = None)
     """The service's subtree, made under its own cgroup: v2 where its cgroup there has memory
     and pids, else v1 where both hierarchies are mounted. Raises OSError saying why not.
     The texts default to this process's /proc/self/cgroup and /proc/self/mountinfo."""
-    if cgroup_text is None:
-        cgroup_text = _read(Path("/proc/self/cgroup"))
-    if mountinfo_text is None:
-        mountinfo_text = _read(Path("/proc/self/mountinfo"))
-    own, mounts = _own_paths(cgroup_text), _mounts(mountinfo_text)
+    own, mounts = _hierarchies(cgroup_text, mountinfo_text)
     why = []
     if "" in mounts and "" in own:
         folder = mounts[""] / own[""].lstrip("/")
@@ -297,11 +304,7 @@ def own_memory_limit_bytes(cgroup_text: str | None = None,
     """The memory limit this process lives under: the smallest of its cgroup's and its
     ancestors' (v2 memory.max, v1 memory.limit_in_bytes), or None when none is set or
     readable (the limit of a container, which the service shares with its runs)."""
-    if cgroup_text is None:
-        cgroup_text = _read(Path("/proc/self/cgroup"))
-    if mountinfo_text is None:
-        mountinfo_text = _read(Path("/proc/self/mountinfo"))
-    own, mounts = _own_paths(cgroup_text), _mounts(mountinfo_text)
+    own, mounts = _hierarchies(cgroup_text, mountinfo_text)
     limits = []
     for hierarchy, file in (("", "memory.max"), ("memory", "memory.limit_in_bytes")):
         if hierarchy not in own or hierarchy not in mounts:
