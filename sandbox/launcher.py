@@ -703,7 +703,6 @@ class _Supervisor:
             "stderr_truncated": self.truncated[STDERR],
         }
 
-
     def _peak_bytes(self) -> int:
         """The run's peak resident memory: its cgroup's, else the most its tree was seen to
         hold together, else (a run too short to be seen) the main process's own peak."""
