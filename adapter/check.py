@@ -27,8 +27,9 @@ DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
 DEFAULT_OUTPUT_CAP = 1048576  # a run's output cap unless its request asks for another
 PISTON_SEED = {"language": "python", "version": "*", "files": [{"content": "print(42)"}]}
-# Layers whose inactivity is by design: the watchdog is off exactly when a tmpfs bounds the disk.
-QUIET_LAYERS = {"disk_watchdog"}
+# Layers whose inactivity is by design: each watchdog is off exactly when the kernel bounds
+# the same (a tmpfs the disk, a cgroup the memory).
+QUIET_LAYERS = {"disk_watchdog", "memory_watchdog"}
 
 REFUSED = ("nothing is listening there: a wrong port, or the container is not started "
            "(docker ps; docker logs <container>)")
