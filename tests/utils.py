@@ -632,15 +632,18 @@ def leftover_processes(server: Server) -> list[psutil.Process]:
 
 
 def assert_nothing_left(server: Server) -> None:
-    """No process of any run survives and no working directory is left."""
+    """No process of any run survives, and no working directory (nor a mount on one) or cgroup
+    of a run is left."""
     deadline = time.monotonic() + 5
     while True:
         leftovers = leftover_processes(server)
         files = list(server.work_root.iterdir())
-        if not leftovers and not files:
+        cgroups = run_cgroups(server)
+        if not leftovers and not files and not cgroups:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"left behind: processes {leftovers}, files {files}")
+            raise AssertionError(f"left behind: processes {leftovers}, files {files}, "
+                                 f"cgroups {cgroups}")
         time.sleep(0.05)
 
 
