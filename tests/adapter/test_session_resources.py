@@ -412,13 +412,13 @@ def test_uploads_past_the_bound_in_flight_are_503(quota_server: Server) -> None:
             pending = pool.submit(first.request, "POST", "/files/upload", content=slow(),
                                   headers={"Content-Type": content_type})
             try:
+                # In flight once it started its session (it takes its slot before that). Sent
+                # sooner, the second upload could take the slot first and the first be refused.
                 deadline = time.monotonic() + 10
-                while True:
-                    response = second.upload("x.txt", b"x")
-                    if response.status_code == 503 or time.monotonic() > deadline:
-                        break
+                while live_sessions(quota_server) == 0 and time.monotonic() < deadline:
                     assert not pending.done(), pending.result().text
-                    time.sleep(0.05)  # the first upload was not in flight yet
+                    time.sleep(0.02)
+                response = second.upload("x.txt", b"x")
                 assert (response.status_code, response.headers.get("Retry-After"),
                         response.json()) == (503, "1", {
                             "message": "1 uploads are in flight, the most this service takes "
