@@ -28,8 +28,6 @@ from typing import Any, TextIO
 
 import httpx
 
-from .batch import PASSING, VERDICTS
-
 DEFAULT_ENDPOINT = "http://localhost:8080"
 DEFAULT_CHUNK_CASES = 25
 DEFAULT_TIMEOUT_S = 600.0
@@ -37,6 +35,10 @@ DEFAULT_TIMEOUT_S = 600.0
 SUFFIXES = {".cpp": "c++", ".cc": "c++", ".cxx": "c++", ".c++": "c++", ".C": "c++",
             ".py": "python"}
 BAR_CELLS = 30
+# The verdicts that let the exit status be 0, this command's rule (see above): `ran` had
+# nothing to be compared with. Every other verdict, and its order, comes from the service's
+# replies, so a verdict it adds is counted and shown without a change here.
+PASSING = ("accepted", "ran")
 
 
 class GradeError(Exception):
@@ -119,7 +121,8 @@ def post_batch(client: httpx.Client, body: dict[str, Any], first: int) -> dict[s
         raise GradeError(f"POST /batch answered {response.status_code}: "
                          f"{message_of(response)}{where}")
     reply = response.json()
-    if not isinstance(reply, dict) or not isinstance(reply.get("cases"), list):
+    if (not isinstance(reply, dict) or not isinstance(reply.get("cases"), list)
+            or not isinstance(reply.get("summary"), dict)):
         raise GradeError("POST /batch answered in an unknown shape: is this the service?")
     return reply
 
@@ -151,10 +154,16 @@ def grade(client: httpx.Client, source: Path, language: str, tests: Tests, chunk
     assert reply is not None
     for index, case in enumerate(cases):
         case["index"] = index
-    summary = {"total": len(cases), **dict.fromkeys(VERDICTS, 0)}
+    # The first reply's summary names every verdict the service has, in its order.
+    summary = {"total": len(cases), **dict.fromkeys(verdicts(reply), 0)}
     for case in cases:
         summary[case["verdict"]] = summary.get(case["verdict"], 0) + 1
     return {**reply, "cases": cases, "summary": summary}
+
+
+def verdicts(reply: dict[str, Any]) -> list[str]:
+    """The verdict names of a reply's summary, in the service's order."""
+    return [name for name in reply["summary"] if name != "total"]
 
 
 def passed(reply: dict[str, Any]) -> bool:
@@ -193,7 +202,7 @@ def table(reply: dict[str, Any]) -> list[str]:
 
 def summary_line(reply: dict[str, Any]) -> str:
     summary = reply["summary"]
-    counts = ", ".join(f"{summary[v]} {v}" for v in VERDICTS if summary.get(v))
+    counts = ", ".join(f"{summary[v]} {v}" for v in verdicts(reply) if summary.get(v))
     verdict = "OK" if passed(reply) else "FAILED"
     return f"{verdict}: {counts} of {summary['total']} cases"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter.grade import natural_key
+from client.grade import natural_key
 
 from ..utils import REPO, Server, assert_nothing_left, free_port
 
