@@ -137,7 +137,7 @@ def test_a_refused_request_is_exit_2_with_the_message(server: Server, tmp_path: 
         "ceiling of 60")
 
 
-def test_grading_impossible_is_exit_2(tmp_path: Path, tests_dir: Path) -> None:
+def test_grading_impossible_is_exit_2(server: Server, tmp_path: Path, tests_dir: Path) -> None:
     source = tmp_path / "sum.py"
     source.write_text(SUM_PY)
     closed = f"http://127.0.0.1:{free_port()}"
@@ -148,9 +148,10 @@ def test_grading_impossible_is_exit_2(tmp_path: Path, tests_dir: Path) -> None:
     assert (done.returncode, done.stderr.strip()) == (
         2, (f"sandbox-service grade: no test cases in {tmp_path / 'empty'} (expected NAME.in "
            "and NAME.out files)"))
+    # The service says which suffixes its languages take, so this one needs it to answer.
     odd = tmp_path / "sum.rb"
     odd.write_text("")
-    done = grade(odd, tests_dir, "--endpoint", closed)
+    done = grade(odd, tests_dir, "--endpoint", server.url)
     assert (done.returncode, done.stderr.strip()) == (
         2, ("sandbox-service grade: cannot tell the language of sum.rb from its suffix; give "
            "--language"))
