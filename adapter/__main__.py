@@ -18,12 +18,6 @@ from types import FrameType
 from typing import NoReturn
 
 import client
-from runtimes import RuntimeConfigError
-from sandbox import SandboxError
-
-from . import server
-from .app import create_app
-from .settings import Settings, SettingsError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(options: argparse.Namespace) -> int:
+    # The server is imported only to serve: `check` and `grade` start without loading it.
+    from runtimes import RuntimeConfigError
+    from sandbox import SandboxError
+
+    from . import server
+    from .app import create_app
+    from .settings import Settings, SettingsError
+
     overrides = {k: v for k, v in (("host", options.host), ("port", options.port)) if v}
     try:
         settings = Settings.from_environ(**overrides)

@@ -54,3 +54,17 @@ def test_the_clients_load_nothing_of_the_server() -> None:
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
                           text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv", [["check", "--endpoint", "http://localhost:8080"],
+                                  ["grade", "main.py", "--tests", "cases"]])
+def test_the_client_commands_start_without_the_server(argv: list[str]) -> None:
+    # `sandbox-service check` is what a deployment runs first: it must not pay for (or depend
+    # on) loading Starlette and the sandbox; only serving imports them.
+    probe = ("import sys\nfrom adapter.__main__ import build_parser\n"
+             f"build_parser().parse_args({argv!r})\n"
+             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(SERVER)!r}\n"
+             "             and m not in ('adapter', 'adapter.__main__')))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
