@@ -62,6 +62,8 @@ async def status(request: Request) -> Response:
                 "language": runtime.name,
                 "version": runtime.version,
                 "aliases": list(runtime.aliases),
+                "sourceFile": runtime.source_file,
+                "extensions": list(runtime.extensions),
                 "compiled": runtime.compiled,
                 "selfTest": (
                     {"passed": test.passed, "detail": test.detail}

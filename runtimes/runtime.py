@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from sandbox import Limits
 
@@ -89,3 +89,13 @@ class Runtime:
     @property
     def compiled(self) -> bool:
         return self.compile is not None
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The suffixes of its source files: the main file's, then each `*.suffix` pattern of
+        `compile_sources` (c++: `.cpp`, `.cc`, `.cxx`, `.c++`, `.C`), so that a client can tell
+        a file's language by asking the service rather than keeping a table of its own."""
+        suffixes = [PurePosixPath(self.source_file).suffix]
+        suffixes += [pattern[1:] for pattern in self.compile_sources
+                     if pattern.startswith("*.") and not any(c in pattern[1:] for c in "*?[")]
+        return tuple(dict.fromkeys(suffix for suffix in suffixes if suffix))

@@ -222,7 +222,7 @@ class Installed:
 
 
 def needed_files(source: Path) -> list[str]:
-    """Every module of the three packages and every runtime description."""
+    """Every module of the project's packages and every runtime description."""
     files = [p for package in PROJECT_PACKAGES for p in (source / package).rglob("*.py")]
     files += (source / "runtimes").glob("*.toml")
     return sorted(str(p.relative_to(source)) for p in files)

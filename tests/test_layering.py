@@ -1,8 +1,10 @@
-"""Imports go one way only: adapter → runtimes → sandbox."""
+"""Imports go one way only: adapter → runtimes → sandbox; the clients import none of them."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 
 import pytest
 
@@ -10,8 +12,10 @@ from runtimes import load_runtimes
 
 from .utils import REPO
 
+SERVER = {"adapter", "runtimes", "sandbox", "starlette", "uvicorn"}
 FORBIDDEN = {"sandbox": {"runtimes", "adapter", "starlette", "uvicorn"},
-             "runtimes": {"adapter", "starlette", "uvicorn"}}
+             "runtimes": {"adapter", "starlette", "uvicorn"},
+             "client": SERVER}
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
@@ -38,3 +42,29 @@ def test_only_the_adapter_reads_the_environment() -> None:
         for path in (REPO / package).glob("*.py"):
             if path.read_text() not in kernels and path not in programs:
                 assert "os.environ" not in path.read_text(), path
+
+
+def test_the_clients_load_nothing_of_the_server() -> None:
+    # The walk above sees each file's own imports; this sees what they pull in, through any
+    # module in between, by importing every client module in a fresh interpreter.
+    modules = sorted(f"client.{p.stem}" for p in (REPO / "client").glob("*.py")
+                     if p.stem != "__init__")
+    probe = (f"import sys\nfor name in {modules!r}: __import__(name)\n"
+             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(SERVER)!r})))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv", [["check", "--endpoint", "http://localhost:8080"],
+                                  ["grade", "main.py", "--tests", "cases"]])
+def test_the_client_commands_start_without_the_server(argv: list[str]) -> None:
+    # `sandbox-service check` is what a deployment runs first: it must not pay for (or depend
+    # on) loading Starlette and the sandbox; only serving imports them.
+    probe = ("import sys\nfrom adapter.__main__ import build_parser\n"
+             f"build_parser().parse_args({argv!r})\n"
+             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(SERVER)!r}\n"
+             "             and m not in ('adapter', 'adapter.__main__')))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

@@ -59,7 +59,7 @@ UID_BLOCK_LOCKS = Path("/run/sandbox-service-tests")
 # The virtual environments the unprivileged service runs from (see `provide_user_python`).
 USER_VENVS = Path("/var/cache/sandbox-service-tests")
 BASE_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
-PROJECT_PACKAGES = ("sandbox", "runtimes", "adapter")
+PROJECT_PACKAGES = ("sandbox", "runtimes", "adapter", "client")
 PROJECT_FILES = ("pyproject.toml", "README.md")
 BUILD_COMPLETE = ".complete"
 

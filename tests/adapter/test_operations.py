@@ -113,6 +113,16 @@ def test_access_lines_have_sizes_and_never_the_program_or_its_output(server: Ser
     assert all(marker not in text for text in server_log(server))
 
 
+def test_the_status_names_each_runtimes_source_file_and_suffixes(server: Server) -> None:
+    """What a client needs to tell a file's language, read from the runtimes' TOML."""
+    with server.client() as client:
+        runtimes = {r["language"]: r for r in client.get("/").json()["runtimes"]}
+    assert (runtimes["python"]["sourceFile"], runtimes["python"]["extensions"]) == (
+        "main.py", [".py"])
+    assert (runtimes["c++"]["sourceFile"], runtimes["c++"]["extensions"]) == (
+        "main.cpp", [".cpp", ".cc", ".cxx", ".c++", ".C"])
+
+
 def test_python_runs_come_from_the_warm_interpreter_unless_it_is_turned_off(
         server: Server) -> None:
     """The pass of the suite decides (scripts/test): SANDBOX_WARM_PYTHON=false starts each

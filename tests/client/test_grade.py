@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from adapter.grade import natural_key
+from client.grade import natural_key
 
 from ..utils import REPO, Server, assert_nothing_left, free_port
+from .test_check import Fake, fake_server
 
 SUM_PY = "a, b = map(int, input().split())\nprint(a + b)\n"
 SUM_CPP = ('#include <iostream>\nint main(){ long a, b; std::cin >> a >> b; '
@@ -137,7 +138,7 @@ def test_a_refused_request_is_exit_2_with_the_message(server: Server, tmp_path: 
         "ceiling of 60")
 
 
-def test_grading_impossible_is_exit_2(tmp_path: Path, tests_dir: Path) -> None:
+def test_grading_impossible_is_exit_2(server: Server, tmp_path: Path, tests_dir: Path) -> None:
     source = tmp_path / "sum.py"
     source.write_text(SUM_PY)
     closed = f"http://127.0.0.1:{free_port()}"
@@ -148,12 +149,33 @@ def test_grading_impossible_is_exit_2(tmp_path: Path, tests_dir: Path) -> None:
     assert (done.returncode, done.stderr.strip()) == (
         2, (f"sandbox-service grade: no test cases in {tmp_path / 'empty'} (expected NAME.in "
            "and NAME.out files)"))
+    # The service says which suffixes its languages take, so this one needs it to answer.
     odd = tmp_path / "sum.rb"
     odd.write_text("")
-    done = grade(odd, tests_dir, "--endpoint", closed)
+    done = grade(odd, tests_dir, "--endpoint", server.url)
     assert (done.returncode, done.stderr.strip()) == (
         2, ("sandbox-service grade: cannot tell the language of sum.rb from its suffix; give "
            "--language"))
+
+
+@pytest.mark.parametrize(("status", "body", "message"), [
+    # A service from before GET / named the suffixes: the table of its runtimes lacks them.
+    (200, {"runtimes": [{"language": "python", "version": "3.11.2", "aliases": []}]},
+     ("GET / does not say which suffixes its runtimes' sources have (a service older than "
+      "this command?); give --language")),
+    (200, {"message": "hello"}, "GET / answered in an unknown shape: is this the service?"),
+    (503, {"message": "not ready"}, "GET / answered 503: not ready"),
+])
+def test_a_language_the_service_cannot_tell_is_exit_2(tmp_path: Path, tests_dir: Path,
+                                                      status: int, body: object,
+                                                      message: str) -> None:
+    source = tmp_path / "sum.py"
+    source.write_text(SUM_PY)
+    fake = Fake(status, "application/json", json.dumps(body).encode())
+    with fake_server(fake) as url:
+        done = grade(source, tests_dir, "--endpoint", url)
+    assert (done.returncode, done.stderr.strip()) == (2, f"sandbox-service grade: {message}")
+    assert [(method, path) for method, path, _ in fake.seen] == [("GET", "/")]
 
 
 def test_natural_order() -> None:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from adapter.check import API_VERSION, CHECKS
+from client.check import API_VERSION, CHECKS
 
 from ..utils import REPO, Server, free_port
 

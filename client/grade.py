@@ -28,15 +28,14 @@ from typing import Any, TextIO
 
 import httpx
 
-from .batch import PASSING, VERDICTS
-
 DEFAULT_ENDPOINT = "http://localhost:8080"
 DEFAULT_CHUNK_CASES = 25
 DEFAULT_TIMEOUT_S = 600.0
-# Languages by the source file's suffix, when --language is not given.
-SUFFIXES = {".cpp": "c++", ".cc": "c++", ".cxx": "c++", ".c++": "c++", ".C": "c++",
-            ".py": "python"}
 BAR_CELLS = 30
+# The verdicts that let the exit status be 0, this command's rule (see above): `ran` had
+# nothing to be compared with. Every other verdict, and its order, comes from the service's
+# replies, so a verdict it adds is counted and shown without a change here.
+PASSING = ("accepted", "ran")
 
 
 class GradeError(Exception):
@@ -88,14 +87,38 @@ def load_tests(path: Path) -> Tests:
     raise GradeError(f"{path} must hold a non-empty list of cases, or an object with `cases`")
 
 
-def language_of(source: Path, language: str | None) -> str:
+def language_of(client: httpx.Client, source: Path, language: str | None) -> str:
+    """`language` if given, else the runtime whose sources have the suffix of `source`: the
+    service says which suffixes each of its runtimes takes (`extensions` in `GET /`)."""
     if language:
         return language
+    for runtime in runtimes_of(client):
+        if source.suffix in runtime["extensions"]:
+            return str(runtime["language"])
+    raise GradeError(f"cannot tell the language of {source.name} from its suffix; "
+                     "give --language")
+
+
+def runtimes_of(client: httpx.Client) -> list[dict[str, Any]]:
+    """The runtime entries of the service's `GET /`, each with `language` and `extensions`."""
     try:
-        return SUFFIXES[source.suffix]
-    except KeyError:
-        raise GradeError(f"cannot tell the language of {source.name} from its suffix; "
-                         "give --language") from None
+        response = client.get("/")
+    except httpx.TransportError as exc:
+        raise GradeError(f"GET {client.base_url} failed: {type(exc).__name__}: {exc}") from None
+    if response.status_code != 200:
+        raise GradeError(f"GET / answered {response.status_code}: {message_of(response)}")
+    try:
+        runtimes = response.json()["runtimes"]
+    except (ValueError, KeyError, TypeError):
+        raise GradeError("GET / answered in an unknown shape: is this the service?") from None
+    if not (isinstance(runtimes, list)
+            and all(isinstance(r, dict) and isinstance(r.get("language"), str)
+                    for r in runtimes)):
+        raise GradeError("GET / answered in an unknown shape: is this the service?")
+    if not all(isinstance(r.get("extensions"), list) for r in runtimes):
+        raise GradeError("GET / does not say which suffixes its runtimes' sources have (a "
+                         "service older than this command?); give --language")
+    return runtimes
 
 
 def message_of(response: httpx.Response) -> str:
@@ -119,7 +142,8 @@ def post_batch(client: httpx.Client, body: dict[str, Any], first: int) -> dict[s
         raise GradeError(f"POST /batch answered {response.status_code}: "
                          f"{message_of(response)}{where}")
     reply = response.json()
-    if not isinstance(reply, dict) or not isinstance(reply.get("cases"), list):
+    if (not isinstance(reply, dict) or not isinstance(reply.get("cases"), list)
+            or not isinstance(reply.get("summary"), dict)):
         raise GradeError("POST /batch answered in an unknown shape: is this the service?")
     return reply
 
@@ -151,10 +175,16 @@ def grade(client: httpx.Client, source: Path, language: str, tests: Tests, chunk
     assert reply is not None
     for index, case in enumerate(cases):
         case["index"] = index
-    summary = {"total": len(cases), **dict.fromkeys(VERDICTS, 0)}
+    # The first reply's summary names every verdict the service has, in its order.
+    summary = {"total": len(cases), **dict.fromkeys(verdicts(reply), 0)}
     for case in cases:
         summary[case["verdict"]] = summary.get(case["verdict"], 0) + 1
     return {**reply, "cases": cases, "summary": summary}
+
+
+def verdicts(reply: dict[str, Any]) -> list[str]:
+    """The verdict names of a reply's summary, in the service's order."""
+    return [name for name in reply["summary"] if name != "total"]
 
 
 def passed(reply: dict[str, Any]) -> bool:
@@ -193,7 +223,7 @@ def table(reply: dict[str, Any]) -> list[str]:
 
 def summary_line(reply: dict[str, Any]) -> str:
     summary = reply["summary"]
-    counts = ", ".join(f"{summary[v]} {v}" for v in VERDICTS if summary.get(v))
+    counts = ", ".join(f"{summary[v]} {v}" for v in verdicts(reply) if summary.get(v))
     verdict = "OK" if passed(reply) else "FAILED"
     return f"{verdict}: {counts} of {summary['total']} cases"
 
@@ -224,8 +254,8 @@ def main(source: str, tests: str, endpoint: str = DEFAULT_ENDPOINT, language: st
         if limits:
             loaded = Tests(loaded.cases, {**(loaded.limits or {}), **limits})
         with httpx.Client(base_url=endpoint.rstrip("/"), timeout=timeout_s) as client:
-            reply = grade(client, path, language_of(path, language), loaded, max(1, chunk_cases),
-                          progress_bar(sys.stderr))
+            reply = grade(client, path, language_of(client, path, language), loaded,
+                          max(1, chunk_cases), progress_bar(sys.stderr))
     except GradeError as exc:
         print(f"sandbox-service grade: {exc}", file=sys.stderr)
         return 2
