@@ -502,10 +502,15 @@ def remove_cgroup_tree(folder: Path) -> None:
 
 
 def run_cgroups(server: Server) -> list[Path]:
-    """Cgroups of runs that `server` made and has not removed yet."""
+    """Cgroups of runs that `server` made and has not removed yet. Folders the service removes
+    while this looks are skipped (a later look tells whether they went)."""
+    subtree = f"sandbox-service-{server.process.pid}-"
     found = []
     for hierarchy in (MEMORY_HIERARCHY, PIDS_HIERARCHY):
-        found += [p for p in hierarchy.rglob(f"sandbox-service-{server.process.pid}*/run-*")]
+        for folder, children, _files in os.walk(hierarchy, onerror=lambda _error: None):
+            if Path(folder).name.startswith(subtree):
+                found += [Path(folder) / child for child in children if child.startswith("run-")]
+                children.clear()
     return found
 
 
