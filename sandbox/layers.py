@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import landlock, launcher
+from . import landlock
 from .cgroup import CgroupTree, RunCgroup, find_tree
 from .errors import SandboxError
 from .identity import as_uid
+from .launcher import protocol
 from .limits import Limits
 from .mounts import probe_tmpfs
 from .process import LAUNCHER_PATH, PRCTL_DIR, RunSpec
@@ -84,12 +85,12 @@ def probe_run(python: str, *, ruleset: landlock.Ruleset | None = None,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env={}, start_new_session=True)
         out, err = proc.communicate(
-            launcher.encode_frame(launcher.SPEC, spec.encode(proc.pid))
-            + launcher.encode_frame(launcher.CLOSE_STDIN), timeout=PROBE_TIMEOUT_S)
+            protocol.encode_frame(protocol.SPEC, spec.encode(proc.pid))
+            + protocol.encode_frame(protocol.CLOSE_STDIN), timeout=PROBE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
         return f"the probe run failed: {exc}"
-    frames = launcher._FrameReader().feed(out)
-    if not frames or frames[-1][0] != launcher.RESULT:
+    frames = protocol.FrameReader().feed(out)
+    if not frames or frames[-1][0] != protocol.RESULT:
         return "the probe run ended without a result: " + err.decode(errors="replace")[-500:]
     result = marshal.loads(frames[-1][1])
     if "error" in result:

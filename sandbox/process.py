@@ -14,16 +14,17 @@ from pathlib import Path
 
 import prctl
 
-from . import launcher
 from .cgroup import RunCgroup
 from .errors import LaunchError
 from .landlock import Ruleset
+from .launcher import protocol
 from .limits import Limits
 from .result import Outcome, RunResult
 from .syscall_filter import filter_for
 from .zygote import Zygote
 
-LAUNCHER_PATH = str(Path(launcher.__file__).resolve())
+# Run as a script by path, not as a module: ``python -m`` would import runpy at every start.
+LAUNCHER_PATH = str(Path(protocol.__file__).resolve().with_name("__main__.py"))
 # The launcher runs with -I -S (no site, no environment) for a fast start; prctl is the one
 # module it needs from site-packages, so it is told where that is.
 PRCTL_DIR = str(Path(prctl.__file__).resolve().parent)
@@ -114,20 +115,20 @@ class Process:
         assert stdin is not None
         # A launcher that already finished no longer reads; `wait` reports its result anyway.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            stdin.write(launcher.encode_frame(kind, payload))
+            stdin.write(protocol.encode_frame(kind, payload))
             await stdin.drain()
 
     async def write_stdin(self, data: bytes) -> None:
         for offset in range(0, len(data), STDIN_FRAME_BYTES):
-            await self._send(launcher.STDIN, data[offset:offset + STDIN_FRAME_BYTES])
+            await self._send(protocol.STDIN, data[offset:offset + STDIN_FRAME_BYTES])
 
     async def close_stdin(self) -> None:
         """End of input: the program's next read of stdin returns end-of-file."""
-        await self._send(launcher.CLOSE_STDIN)
+        await self._send(protocol.CLOSE_STDIN)
 
     async def send_signal(self, signum: int) -> None:
         """Delivers a signal to the program's process group."""
-        await self._send(launcher.SIGNAL, str(int(signum)).encode())
+        await self._send(protocol.SIGNAL, str(int(signum)).encode())
 
     async def communicate(self, stdin: bytes, on_output: OutputCallback | None = None
                           ) -> RunResult:
@@ -176,11 +177,11 @@ class Process:
     async def _collect(self, on_output: OutputCallback | None, keep: bool) -> RunResult:
         reader = self._proc.stdout
         assert reader is not None
-        chunks: dict[bytes, list[bytes]] = {launcher.STDOUT: [], launcher.STDERR: []}
+        chunks: dict[bytes, list[bytes]] = {protocol.STDOUT: [], protocol.STDERR: []}
         interleaved: list[bytes] = []
         while True:
             try:
-                kind, length = launcher.HEADER.unpack(await reader.readexactly(launcher.HEADER.size))
+                kind, length = protocol.HEADER.unpack(await reader.readexactly(protocol.HEADER.size))
                 payload = await reader.readexactly(length)
             except asyncio.IncompleteReadError:
                 diagnostics = (await self._stderr_task).decode(errors="replace").strip()
@@ -189,13 +190,13 @@ class Process:
                         diagnostics[-2000:] or "it was killed before it could say why (a "
                         "launcher dies with the zygote that forked it)")
                 ) from None
-            if kind == launcher.RESULT:
+            if kind == protocol.RESULT:
                 break
             if keep:
                 chunks[kind].append(payload)
                 interleaved.append(payload)
             if on_output is not None:
-                on_output(Stream.STDOUT if kind == launcher.STDOUT else Stream.STDERR, payload)
+                on_output(Stream.STDOUT if kind == protocol.STDOUT else Stream.STDERR, payload)
         fields = marshal.loads(payload)
         if "error" in fields:
             raise LaunchError(fields["error"])
@@ -203,8 +204,8 @@ class Process:
             outcome=Outcome(fields["outcome"]),
             exit_code=fields["exit_code"],
             signal=fields["signal"],
-            stdout=b"".join(chunks[launcher.STDOUT]),
-            stderr=b"".join(chunks[launcher.STDERR]),
+            stdout=b"".join(chunks[protocol.STDOUT]),
+            stderr=b"".join(chunks[protocol.STDERR]),
             output=b"".join(interleaved),
             stdout_truncated=fields["stdout_truncated"],
             stderr_truncated=fields["stderr_truncated"],
@@ -233,7 +234,7 @@ async def start(spec: RunSpec, python: str, zygote: Zygote | None = None,
         forked = await zygote.fork()
     if forked is not None:
         process = Process(forked, spec)  # type: ignore[arg-type]
-        await process._send(launcher.SPEC, spec.encode(forked.pid, zygotes))
+        await process._send(protocol.SPEC, spec.encode(forked.pid, zygotes))
         return process
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -251,7 +252,7 @@ async def start(spec: RunSpec, python: str, zygote: Zygote | None = None,
     except OSError as exc:
         raise LaunchError(f"could not start the launcher: {exc}") from exc
     process = Process(proc, spec)
-    await process._send(launcher.SPEC, spec.encode(proc.pid, zygotes))
+    await process._send(protocol.SPEC, spec.encode(proc.pid, zygotes))
     return process
 
 
