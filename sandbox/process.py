@@ -1,4 +1,10 @@
-"""Starting the launcher for one run, feeding it, and collecting its result."""
+"""The service's side of the launcher: its command line, its start or fork through a zygote,
+and the frame protocol's client that feeds a run and collects its result.
+
+Everything that starts a launcher goes through here: a run (`start`), a startup probe
+(`run_blocking`), a uid command (`run_uid_command`), the launcher zygote (`launcher_zygote`)
+and warm interpreters (`warm_zygote`).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,11 @@ import dataclasses
 import enum
 import marshal
 import os
+import subprocess
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import prctl
 
@@ -21,6 +29,7 @@ from .launcher import protocol
 from .limits import Limits
 from .result import Outcome, RunResult
 from .syscall_filter import filter_for
+from .warm import WarmInterpreter
 from .zygote import Zygote
 
 # Run as a script by path, not as a module: ``python -m`` would import runpy at every start.
@@ -31,6 +40,43 @@ PRCTL_DIR = str(Path(prctl.__file__).resolve().parent)
 STDIN_FRAME_BYTES = 1 << 16
 # Time the launcher gets beyond the wall limit to kill, reap and drain before we give up on it.
 BACKSTOP_GRACE_S = 10.0
+# A uid command (probe-uid, kill-uid) that has not finished by then has failed.
+UID_COMMAND_TIMEOUT_S = 10
+
+
+def launcher_command(python: str, *mode: str, site_dir: str = PRCTL_DIR) -> list[str]:
+    """The launcher's command line, run by the interpreter `python`:
+
+        [python, "-I", "-S", "-B", LAUNCHER_PATH, site_dir, *mode]   # mode: (), ("zygote",), …
+
+    -I -S: no environment, no site, for a fast start; -B: no bytecode written into the
+    service's installation."""
+    return [python, "-I", "-S", "-B", LAUNCHER_PATH, site_dir, *mode]
+
+
+def launcher_zygote(python: str) -> Zygote:
+    """The zygote that forks a ready launcher per run (not started yet)."""
+    return Zygote(launcher_command(python, "zygote"))
+
+
+def warm_zygote(warm: WarmInterpreter) -> Zygote:
+    """The zygote of warm interpreter `warm` (not started yet): the launcher run by the
+    program's own interpreter, options and startup environment."""
+    return Zygote([*warm.interpreter, LAUNCHER_PATH, PRCTL_DIR, "warm", ",".join(warm.preload)],
+                  dict(warm.env), name="warm interpreter")
+
+
+def run_uid_command(python: str, command: str, uid: int) -> bool:
+    """Runs the launcher's `probe-uid` or `kill-uid` command for `uid`; True if it succeeded.
+    The launcher runs as root and switches in a forked helper, so the uid needs no access to the
+    interpreter's installation."""
+    try:
+        subprocess.run(launcher_command(python, command, str(uid), site_dir="-"), env={},
+                       check=True, timeout=UID_COMMAND_TIMEOUT_S, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
 
 
 class Stream(enum.Enum):
@@ -238,7 +284,7 @@ async def start(spec: RunSpec, python: str, zygote: Zygote | None = None,
         return process
     try:
         proc = await asyncio.create_subprocess_exec(
-            python, "-I", "-S", "-B", LAUNCHER_PATH, PRCTL_DIR,
+            *launcher_command(python),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -259,3 +305,21 @@ async def start(spec: RunSpec, python: str, zygote: Zygote | None = None,
 async def run(spec: RunSpec, python: str, stdin: bytes = b"") -> RunResult:
     """Runs one program to its end with `stdin` as its whole input."""
     return await (await start(spec, python)).communicate(stdin)
+
+
+def run_blocking(spec: RunSpec, python: str, timeout_s: float
+                 ) -> tuple[dict[str, Any] | None, str]:
+    """Runs `spec` with no input through a started launcher, without an event loop (startup
+    probes, before the loop runs): the RESULT frame's fields, or None when the launcher ended
+    without one, and its diagnostics. Raises OSError, ValueError or TimeoutExpired."""
+    proc = subprocess.Popen(launcher_command(python), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={},
+                            start_new_session=True)
+    out, err = proc.communicate(
+        protocol.encode_frame(protocol.SPEC, spec.encode(proc.pid))
+        + protocol.encode_frame(protocol.CLOSE_STDIN), timeout=timeout_s)
+    frames = protocol.FrameReader().feed(out)
+    if not frames or frames[-1][0] != protocol.RESULT:
+        return None, err.decode(errors="replace")
+    fields: dict[str, Any] = marshal.loads(frames[-1][1])
+    return fields, err.decode(errors="replace")
