@@ -6,14 +6,13 @@ from __future__ import annotations
 import collections
 import fcntl
 import os
-import subprocess
 import threading
 from pathlib import Path
 
 import psutil
 
 from .errors import LaunchError
-from .process import LAUNCHER_PATH
+from .process import run_uid_command
 
 
 def processes_of(uid: int) -> list[int]:
@@ -28,19 +27,6 @@ def processes_of(uid: int) -> list[int]:
         except psutil.Error:
             continue
     return found
-
-
-def as_uid(python: str, command: str, uid: int) -> bool:
-    """Runs the launcher's `probe-uid` or `kill-uid` command for `uid`; True if it succeeded.
-    The launcher runs as root and switches in a forked helper, so the uid needs no access to the
-    interpreter's installation."""
-    try:
-        subprocess.run([python, "-I", "-S", "-B", LAUNCHER_PATH, "-", command, str(uid)],
-                       env={}, check=True, timeout=10, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return True
 
 
 class UidPool:
@@ -88,7 +74,7 @@ class UidPool:
             with self._lock:
                 if not self._claim(uid):
                     continue  # a live service's run: not ours to touch
-            as_uid(self._python, "kill-uid", uid)
+            run_uid_command(self._python, "kill-uid", uid)
             with self._lock:
                 os.close(self._held.pop(uid))
             cleaned.append(uid)
@@ -100,7 +86,7 @@ class UidPool:
         with self._lock:
             held = list(self._held)
         for uid in held:
-            as_uid(self._python, "kill-uid", uid)
+            run_uid_command(self._python, "kill-uid", uid)
 
     def acquire(self) -> int:
         with self._lock:
@@ -115,7 +101,7 @@ class UidPool:
         """Returns `uid` to the pool. `clean` says the launcher reaped all of the run; otherwise
         its processes are killed first, and the uid is withheld if any still survives."""
         if not clean and processes_of(uid):
-            as_uid(self._python, "kill-uid", uid)
+            run_uid_command(self._python, "kill-uid", uid)
             if processes_of(uid):
                 return  # never hand out a uid that still has processes: it would share them
         with self._lock:

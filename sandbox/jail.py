@@ -27,7 +27,15 @@ from .layers import Layers, probe_layers
 from .limits import Limits
 from .mounts import mount_tmpfs, unmount
 from .names import resolve_inside
-from .process import LAUNCHER_PATH, PRCTL_DIR, DiskBound, OutputCallback, Process, RunSpec, start
+from .process import (
+    DiskBound,
+    OutputCallback,
+    Process,
+    RunSpec,
+    launcher_zygote,
+    start,
+    warm_zygote,
+)
 from .result import RunResult
 from .warm import WarmInterpreter
 from .workdir import create_workdir, prepare_root, remove_owned, remove_workdir
@@ -212,8 +220,7 @@ class Sandbox:
             self._uids.reclaim()
         self.zygote: Zygote | None = None
         if config.fork_launchers:
-            self.zygote = Zygote([config.launcher_python, "-I", "-S", "-B", LAUNCHER_PATH,
-                                  PRCTL_DIR, "zygote"])
+            self.zygote = launcher_zygote(config.launcher_python)
             self.zygote.start()
             # A sandbox dropped without close() (tests, tools) does not leave its zygote.
             weakref.finalize(self, self.zygote.close)
@@ -226,8 +233,7 @@ class Sandbox:
             return None
         zygote = self._warm.get(warm)
         if zygote is None:
-            zygote = Zygote([*warm.interpreter, LAUNCHER_PATH, PRCTL_DIR, "warm",
-                             ",".join(warm.preload)], dict(warm.env), name="warm interpreter")
+            zygote = warm_zygote(warm)
             # If it fails to start, runs start fresh, and each later run tries it again.
             with contextlib.suppress(OSError):
                 zygote.start()

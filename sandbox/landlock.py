@@ -2,7 +2,8 @@
 
 The service probes the kernel's ABI once and turns a run's paths into rules with access masks
 for that ABI (`Ruleset`); the launcher applies them in the child just before `execve`, with three
-raw syscalls (see launcher.py). Rules apply to resolved paths, so a symlink cannot lead out.
+raw syscalls (see launcher/confine.py). Rules apply to resolved paths, so a symlink cannot lead
+out.
 """
 
 from __future__ import annotations

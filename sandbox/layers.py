@@ -6,7 +6,6 @@ Each optional layer has a mode: "auto" uses it when the machine allows it, "on" 
 
 from __future__ import annotations
 
-import marshal
 import os
 import shutil
 import subprocess
@@ -14,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import landlock, launcher
+from . import landlock
 from .cgroup import CgroupTree, RunCgroup, find_tree
 from .errors import SandboxError
-from .identity import as_uid
 from .limits import Limits
 from .mounts import probe_tmpfs
-from .process import LAUNCHER_PATH, PRCTL_DIR, RunSpec
+from .process import RunSpec, run_blocking, run_uid_command
 from .service import lower_oom_score
 
 if TYPE_CHECKING:
@@ -63,7 +61,7 @@ def _probe_uid_switch(config: SandboxConfig) -> Layer:
     if os.geteuid() != 0:
         return Layer(name, False, "the service is not root: runs share its uid")
     uid = config.uid_first
-    if not as_uid(config.launcher_python, "probe-uid", uid):
+    if not run_uid_command(config.launcher_python, "probe-uid", uid):
         return Layer(name, False, f"switching to uid {uid} failed")
     last = config.uid_first + config.uid_count - 1
     return Layer(name, True, f"each request runs as its own uid from {config.uid_first}-{last}")
@@ -80,18 +78,11 @@ def probe_run(python: str, *, ruleset: landlock.Ruleset | None = None,
     spec = RunSpec(argv=(true,), env={}, cwd=Path("/"), limits=Limits(wall_timeout_s=10),
                    landlock=ruleset, seccomp=seccomp, netns=netns, binds=binds, cgroup=cgroup)
     try:
-        proc = subprocess.Popen([python, "-I", "-S", "-B", LAUNCHER_PATH, PRCTL_DIR],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env={}, start_new_session=True)
-        out, err = proc.communicate(
-            launcher.encode_frame(launcher.SPEC, spec.encode(proc.pid))
-            + launcher.encode_frame(launcher.CLOSE_STDIN), timeout=PROBE_TIMEOUT_S)
+        result, diagnostics = run_blocking(spec, python, PROBE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
         return f"the probe run failed: {exc}"
-    frames = launcher._FrameReader().feed(out)
-    if not frames or frames[-1][0] != launcher.RESULT:
-        return "the probe run ended without a result: " + err.decode(errors="replace")[-500:]
-    result = marshal.loads(frames[-1][1])
+    if result is None:
+        return "the probe run ended without a result: " + diagnostics[-500:]
     if "error" in result:
         return str(result["error"])
     if result["outcome"] != "ok":

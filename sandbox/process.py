@@ -1,4 +1,10 @@
-"""Starting the launcher for one run, feeding it, and collecting its result."""
+"""The service's side of the launcher: its command line, its start or fork through a zygote,
+and the frame protocol's client that feeds a run and collects its result.
+
+Everything that starts a launcher goes through here: a run (`start`), a startup probe
+(`run_blocking`), a uid command (`run_uid_command`), the launcher zygote (`launcher_zygote`)
+and warm interpreters (`warm_zygote`).
+"""
 
 from __future__ import annotations
 
@@ -8,28 +14,69 @@ import dataclasses
 import enum
 import marshal
 import os
+import subprocess
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import prctl
 
-from . import launcher
 from .cgroup import RunCgroup
 from .errors import LaunchError
 from .landlock import Ruleset
+from .launcher import protocol
 from .limits import Limits
 from .result import Outcome, RunResult
 from .syscall_filter import filter_for
+from .warm import WarmInterpreter
 from .zygote import Zygote
 
-LAUNCHER_PATH = str(Path(launcher.__file__).resolve())
+# Run as a script by path, not as a module: ``python -m`` would import runpy at every start.
+LAUNCHER_PATH = str(Path(protocol.__file__).resolve().with_name("__main__.py"))
 # The launcher runs with -I -S (no site, no environment) for a fast start; prctl is the one
 # module it needs from site-packages, so it is told where that is.
 PRCTL_DIR = str(Path(prctl.__file__).resolve().parent)
 STDIN_FRAME_BYTES = 1 << 16
 # Time the launcher gets beyond the wall limit to kill, reap and drain before we give up on it.
 BACKSTOP_GRACE_S = 10.0
+# A uid command (probe-uid, kill-uid) that has not finished by then has failed.
+UID_COMMAND_TIMEOUT_S = 10
+
+
+def launcher_command(python: str, *mode: str, site_dir: str = PRCTL_DIR) -> list[str]:
+    """The launcher's command line, run by the interpreter `python`:
+
+        [python, "-I", "-S", "-B", LAUNCHER_PATH, site_dir, *mode]   # mode: (), ("zygote",), …
+
+    -I -S: no environment, no site, for a fast start; -B: no bytecode written into the
+    service's installation."""
+    return [python, "-I", "-S", "-B", LAUNCHER_PATH, site_dir, *mode]
+
+
+def launcher_zygote(python: str) -> Zygote:
+    """The zygote that forks a ready launcher per run (not started yet)."""
+    return Zygote(launcher_command(python, "zygote"))
+
+
+def warm_zygote(warm: WarmInterpreter) -> Zygote:
+    """The zygote of warm interpreter `warm` (not started yet): the launcher run by the
+    program's own interpreter, options and startup environment."""
+    return Zygote([*warm.interpreter, LAUNCHER_PATH, PRCTL_DIR, "warm", ",".join(warm.preload)],
+                  dict(warm.env), name="warm interpreter")
+
+
+def run_uid_command(python: str, command: str, uid: int) -> bool:
+    """Runs the launcher's `probe-uid` or `kill-uid` command for `uid`; True if it succeeded.
+    The launcher runs as root and switches in a forked helper, so the uid needs no access to the
+    interpreter's installation."""
+    try:
+        subprocess.run(launcher_command(python, command, str(uid), site_dir="-"), env={},
+                       check=True, timeout=UID_COMMAND_TIMEOUT_S, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
 
 
 class Stream(enum.Enum):
@@ -114,20 +161,20 @@ class Process:
         assert stdin is not None
         # A launcher that already finished no longer reads; `wait` reports its result anyway.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            stdin.write(launcher.encode_frame(kind, payload))
+            stdin.write(protocol.encode_frame(kind, payload))
             await stdin.drain()
 
     async def write_stdin(self, data: bytes) -> None:
         for offset in range(0, len(data), STDIN_FRAME_BYTES):
-            await self._send(launcher.STDIN, data[offset:offset + STDIN_FRAME_BYTES])
+            await self._send(protocol.STDIN, data[offset:offset + STDIN_FRAME_BYTES])
 
     async def close_stdin(self) -> None:
         """End of input: the program's next read of stdin returns end-of-file."""
-        await self._send(launcher.CLOSE_STDIN)
+        await self._send(protocol.CLOSE_STDIN)
 
     async def send_signal(self, signum: int) -> None:
         """Delivers a signal to the program's process group."""
-        await self._send(launcher.SIGNAL, str(int(signum)).encode())
+        await self._send(protocol.SIGNAL, str(int(signum)).encode())
 
     async def communicate(self, stdin: bytes, on_output: OutputCallback | None = None
                           ) -> RunResult:
@@ -176,11 +223,11 @@ class Process:
     async def _collect(self, on_output: OutputCallback | None, keep: bool) -> RunResult:
         reader = self._proc.stdout
         assert reader is not None
-        chunks: dict[bytes, list[bytes]] = {launcher.STDOUT: [], launcher.STDERR: []}
+        chunks: dict[bytes, list[bytes]] = {protocol.STDOUT: [], protocol.STDERR: []}
         interleaved: list[bytes] = []
         while True:
             try:
-                kind, length = launcher.HEADER.unpack(await reader.readexactly(launcher.HEADER.size))
+                kind, length = protocol.HEADER.unpack(await reader.readexactly(protocol.HEADER.size))
                 payload = await reader.readexactly(length)
             except asyncio.IncompleteReadError:
                 diagnostics = (await self._stderr_task).decode(errors="replace").strip()
@@ -189,13 +236,13 @@ class Process:
                         diagnostics[-2000:] or "it was killed before it could say why (a "
                         "launcher dies with the zygote that forked it)")
                 ) from None
-            if kind == launcher.RESULT:
+            if kind == protocol.RESULT:
                 break
             if keep:
                 chunks[kind].append(payload)
                 interleaved.append(payload)
             if on_output is not None:
-                on_output(Stream.STDOUT if kind == launcher.STDOUT else Stream.STDERR, payload)
+                on_output(Stream.STDOUT if kind == protocol.STDOUT else Stream.STDERR, payload)
         fields = marshal.loads(payload)
         if "error" in fields:
             raise LaunchError(fields["error"])
@@ -203,8 +250,8 @@ class Process:
             outcome=Outcome(fields["outcome"]),
             exit_code=fields["exit_code"],
             signal=fields["signal"],
-            stdout=b"".join(chunks[launcher.STDOUT]),
-            stderr=b"".join(chunks[launcher.STDERR]),
+            stdout=b"".join(chunks[protocol.STDOUT]),
+            stderr=b"".join(chunks[protocol.STDERR]),
             output=b"".join(interleaved),
             stdout_truncated=fields["stdout_truncated"],
             stderr_truncated=fields["stderr_truncated"],
@@ -233,11 +280,11 @@ async def start(spec: RunSpec, python: str, zygote: Zygote | None = None,
         forked = await zygote.fork()
     if forked is not None:
         process = Process(forked, spec)  # type: ignore[arg-type]
-        await process._send(launcher.SPEC, spec.encode(forked.pid, zygotes))
+        await process._send(protocol.SPEC, spec.encode(forked.pid, zygotes))
         return process
     try:
         proc = await asyncio.create_subprocess_exec(
-            python, "-I", "-S", "-B", LAUNCHER_PATH, PRCTL_DIR,
+            *launcher_command(python),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -251,10 +298,28 @@ async def start(spec: RunSpec, python: str, zygote: Zygote | None = None,
     except OSError as exc:
         raise LaunchError(f"could not start the launcher: {exc}") from exc
     process = Process(proc, spec)
-    await process._send(launcher.SPEC, spec.encode(proc.pid, zygotes))
+    await process._send(protocol.SPEC, spec.encode(proc.pid, zygotes))
     return process
 
 
 async def run(spec: RunSpec, python: str, stdin: bytes = b"") -> RunResult:
     """Runs one program to its end with `stdin` as its whole input."""
     return await (await start(spec, python)).communicate(stdin)
+
+
+def run_blocking(spec: RunSpec, python: str, timeout_s: float
+                 ) -> tuple[dict[str, Any] | None, str]:
+    """Runs `spec` with no input through a started launcher, without an event loop (startup
+    probes, before the loop runs): the RESULT frame's fields, or None when the launcher ended
+    without one, and its diagnostics. Raises OSError, ValueError or TimeoutExpired."""
+    proc = subprocess.Popen(launcher_command(python), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={},
+                            start_new_session=True)
+    out, err = proc.communicate(
+        protocol.encode_frame(protocol.SPEC, spec.encode(proc.pid))
+        + protocol.encode_frame(protocol.CLOSE_STDIN), timeout=timeout_s)
+    frames = protocol.FrameReader().feed(out)
+    if not frames or frames[-1][0] != protocol.RESULT:
+        return None, err.decode(errors="replace")
+    fields: dict[str, Any] = marshal.loads(frames[-1][1])
+    return fields, err.decode(errors="replace")

@@ -4,7 +4,7 @@ The filter is a deny-list on top of the rlimits, uid and Landlock layers: it clo
 cannot (network families, kernel interfaces that bypass them, attacks on the service's own
 processes when runs share its uid). It names the run's launcher, so each run has its own: built
 once per set of other protected pids, with the launcher's pid written in per run (`filter_for`),
-and loaded by the launcher just before `execve` (see launcher.py).
+and loaded by the launcher just before `execve` (see launcher/confine.py).
 """
 
 from __future__ import annotations

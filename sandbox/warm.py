@@ -2,10 +2,10 @@
 
 A fresh ``python OPTIONS main.py`` costs every run ~10 ms of interpreter start, and each module
 it imports costs again. A warm interpreter is started once with the same OPTIONS and
-environment and with common modules imported; it is a launcher zygote (see launcher.py, warm
-mode) whose launchers, instead of execve, turn their confined program process into what the
-fresh interpreter would be at the script's first line, and run the script with the
-interpreter's own runner. Confinement is the same: the run gets the uid, rlimits,
+environment and with common modules imported; it is a launcher zygote (see launcher/warm.py)
+whose launchers, instead of execve, turn their confined program process into what the fresh
+interpreter would be at the script's first line, and run the script with the interpreter's
+own runner. Confinement is the same: the run gets the uid, rlimits,
 no-new-privs, Landlock, seccomp and namespaces a fresh one gets, applied the same way.
 """
 

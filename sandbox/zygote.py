@@ -1,4 +1,4 @@
-"""A pre-started launcher that forks a ready launcher per run (see launcher.py, zygote mode).
+"""A pre-started launcher that forks a ready launcher per run (see launcher/forkserver.py).
 
 Starting a launcher interpreter costs every run ~20 ms; forking one that is already up costs
 ~1 ms. The forked launcher is the zygote's child, not ours: we talk to it through pipes we

@@ -258,7 +258,7 @@ def test_the_wheel_holds_every_file_the_service_needs(installed: Installed) -> N
         names = set(wheel.namelist())
         entry_points = next(wheel.read(n).decode() for n in names
                             if n.endswith(".dist-info/entry_points.txt"))
-    assert "sandbox/launcher.py" in names and "runtimes/python.toml" in names
+    assert "sandbox/launcher/__main__.py" in names and "runtimes/python.toml" in names
     assert [f for f in installed.needed if f not in names] == []
     assert "sandbox-service = adapter.__main__:main" in entry_points
 

@@ -557,7 +557,7 @@ def is_zygote(proc: psutil.Process) -> bool:
         if process is None:
             return False
         try:
-            return any(arg.endswith("launcher.py") for arg in process.cmdline())
+            return any(arg.endswith("launcher/__main__.py") for arg in process.cmdline())
         except psutil.Error:
             return True  # gone: cannot be the service, which outlives its runs
     try:
