@@ -21,14 +21,14 @@ FORBIDDEN = {"sandbox": {"runtimes", "adapter", "starlette", "uvicorn"},
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_no_upward_imports(package: str) -> None:
     offenders = []
-    for path in (REPO / package).glob("*.py"):
+    for path in (REPO / package).rglob("*.py"):  # sub-packages too (sandbox/launcher/)
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names
+            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names
                           if n.split(".")[0] in FORBIDDEN[package]]
     assert offenders == []
 
@@ -37,10 +37,10 @@ def test_only_the_adapter_reads_the_environment() -> None:
     # Session kernels are programs run inside the sandbox, not part of the service; so is the
     # launcher, which in a warm interpreter's fork gives the program its environment.
     kernels = {runtime.session.kernel for runtime in load_runtimes() if runtime.session}
-    programs = {REPO / "sandbox" / "launcher.py"}
+    launcher = REPO / "sandbox" / "launcher"
     for package in ("sandbox", "runtimes"):
-        for path in (REPO / package).glob("*.py"):
-            if path.read_text() not in kernels and path not in programs:
+        for path in (REPO / package).rglob("*.py"):
+            if path.read_text() not in kernels and launcher not in path.parents:
                 assert "os.environ" not in path.read_text(), path
 
 
