@@ -5,7 +5,7 @@
 For `/bin/true`, `python3 -c pass` and a `pass` script run by a warm interpreter (forked,
 see sandbox.warm), runs N times through `Sandbox.jail()` + `Jail.run` with:
 all optional layers off (the baseline: launcher, rlimits, no-new-privs, per-run uid when root),
-then each of seccomp, Landlock, tmpfs and netns alone, then all of them; prints p50 and p99 in
+then each of seccomp, Landlock, tmpfs, netns and cgroups alone, then all of them; prints p50 and p99 in
 ms and the p50 ratio against the baseline. Layers the machine lacks are reported and skipped.
 """
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sandbox import Limits, Sandbox, SandboxConfig, WarmInterpreter
 
-OPTIONAL = ("seccomp", "landlock", "tmpfs", "netns")
+OPTIONAL = ("seccomp", "landlock", "tmpfs", "netns", "cgroups")
 ENV = {"PATH": "/usr/bin:/bin"}
 WARM = WarmInterpreter.of(["/usr/bin/python3"], ENV)
 PROGRAMS: dict[str, tuple[list[str], WarmInterpreter | None]] = {
