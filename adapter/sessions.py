@@ -5,6 +5,10 @@ its files and processes once idle for SANDBOX_SESSION_COOLDOWN_S, on DELETE /ses
 shutdown. Cells of one session run one at a time; sessions run in parallel. Files are regular
 files directly in the session's folder, which code sees as its working directory and, where the
 mntns layer is active, at /mnt/data.
+
+(Longer than the other modules: a session's files, the checks that keep reading and listing
+them safe, and the sessions' lifecycle share the Session object; the file helpers could move to
+a module of their own once the files API grows.)
 """
 
 from __future__ import annotations

@@ -68,3 +68,20 @@ def test_the_client_commands_start_without_the_server(argv: list[str]) -> None:
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
                           text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+MAX_MODULE_LINES = 400
+
+
+def test_a_long_module_says_why_at_its_top() -> None:
+    # Past ~400 lines a module usually holds more than one thing: split it, or say in its
+    # docstring why not ("Longer than …").
+    unexplained = []
+    for package in ("adapter", "runtimes", "sandbox", "client"):
+        for path in (REPO / package).rglob("*.py"):
+            text = path.read_text()
+            if text.count("\n") > MAX_MODULE_LINES:
+                docstring = ast.get_docstring(ast.parse(text)) or ""
+                if "Longer than" not in docstring:
+                    unexplained.append(str(path.relative_to(REPO)))
+    assert unexplained == []
