@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,51 @@ def test_the_client_commands_start_without_the_server(argv: list[str]) -> None:
 
 
 MAX_MODULE_LINES = 400
+
+
+def _module_imports(path: Path, name: str) -> set[str]:
+    """What module `name` (at `path`) imports when it runs: absolute and relative imports, and
+    `from M import N` as both M and M.N; not what only the type checker sees."""
+    tree = ast.parse(path.read_text())
+    checking_only = {id(sub) for node in ast.walk(tree)
+                     if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test)
+                     for sub in ast.walk(node)}
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in checking_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[:len(package.split(".")) - node.level + 1] \
+                if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found |= {module} | {f"{module}.{alias.name}" for alias in node.names}
+    return found
+
+
+@pytest.mark.parametrize("package", ["adapter", "runtimes", "sandbox", "client"])
+def test_no_import_cycle_inside_a_package(package: str) -> None:
+    # A module that imports its own importer works only by the order of first import (the
+    # jail/layers knot this code once had): every package's modules form a tree of imports.
+    paths = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (REPO / package).rglob("*.py")}
+    graph = {name: {m for m in _module_imports(path, name)
+                    if m in paths and m != name and m != package and not name.startswith(m + ".")}
+             for name, path in paths.items()}
+    cycles = []
+
+    def visit(name: str, trail: list[str], done: set[str]) -> None:
+        for target in sorted(graph[name]):
+            if target in trail:
+                cycles.append(trail[trail.index(target):] + [target])
+            elif target not in done:
+                done.add(target)
+                visit(target, trail + [target], done)
+    for start in sorted(graph):
+        visit(start, [start], {start})
+    assert cycles == []
 
 
 def test_a_long_module_says_why_at_its_top() -> None:
