@@ -19,6 +19,7 @@ import collections
 import concurrent.futures
 import contextlib
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -195,6 +196,7 @@ def main() -> int:
         finally:
             service.terminate()
             service.wait(30)
+            shutil.rmtree(work, ignore_errors=True)
     print(f"{options.clients} clients, {options.minutes:g} min, {options.hostile:.0%} hostile; "
           f"service {'alive' if alive else 'DEAD'}")
     print(f"{'request':10} {'count':>6} {'wrong':>6} {'p50 ms':>8} {'p99 ms':>8}")
