@@ -1,7 +1,7 @@
 """Piston's v2 execute format: the request validated with Piston's exact messages, the reply in
 Piston's exact shape. Shared by `POST /api/v2/execute` and the `/api/v2/connect` WebSocket.
 
-Where Piston is rough, this differs on purpose (the README lists it): a bad `encoding`, bad
+Where Piston is rough, this differs on purpose (docs/api.md lists it): a bad `encoding`, bad
 base64/hex, unsafe or clashing file names and non-string `stdin`/`args` are 400s naming the
 field instead of crashes or silent guesses; `-1` memory limits mean the default; output is cut
 at exactly the cap instead of dropping whole chunks; a `version` range over 256 characters is

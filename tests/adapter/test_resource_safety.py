@@ -248,7 +248,7 @@ def test_an_interpreter_that_cannot_start_under_its_limit_is_a_memory_limit(
         bounded_server: Server) -> None:
     # Under 8 MiB the loader cannot map the interpreter's libraries: the run did not fit its
     # memory limit. (Under 12 MiB CPython itself may spin at start-up, ASLR deciding: see
-    # README, Limitations.)
+    # docs/confinement.md, Limitations.)
     reply = bounded_server.post("/batch", {
         "language": "python", "files": [{"content": "print(1)"}],
         "limits": {"memory_bytes": 8 << 20}, "cases": [{}]})
