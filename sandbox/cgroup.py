@@ -108,9 +108,14 @@ class RunCgroup:
                                     else "memory.oom_control")),
         }
 
-    def remove(self) -> bool:
-        """Kills whatever is left in it (a run whose launcher was lost) and removes it; False
-        when it could not be removed."""
+    def remove(self, patient: bool = True) -> bool:
+        """Removes it; False when it could not be. An empty cgroup (every run whose launcher
+        finished) goes at once. `patient`: what is left in it (a run whose launcher was lost)
+        is killed first and removal retried for a while, sleeping: not on an event loop."""
+        if self.try_remove():
+            return True
+        if not patient:
+            return False
         kill = self.folders[0] / "cgroup.kill"
         if self.version == 2 and kill.exists():  # since Linux 5.14
             with contextlib.suppress(OSError):
@@ -119,6 +124,18 @@ class RunCgroup:
         for folder in self.folders:
             removed = _remove_folder(folder, self.version) and removed
         return removed
+
+    def try_remove(self) -> bool:
+        """One rmdir of each folder; True when none is left."""
+        left = False
+        for folder in self.folders:
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                left = True
+        return not left
 
 
 def _kill_members(folder: Path) -> None:

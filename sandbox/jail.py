@@ -32,6 +32,7 @@ from .process import (
     OutputCallback,
     Process,
     RunSpec,
+    dispose_cgroup,
     launcher_zygote,
     start,
     warm_zygote,
@@ -180,7 +181,7 @@ class Jail:
                                sandbox.zygote_pids())
         except BaseException:
             if spec.cgroup is not None:
-                spec.cgroup.remove()
+                await dispose_cgroup(spec.cgroup)
             raise
 
     async def run(self, argv: Sequence[str], env: Mapping[str, str], limits: Limits,

@@ -218,7 +218,7 @@ class Process:
             # The launcher is gone and with it the run; a process it lost is killed with the
             # cgroup (or, if that fails, the jail's uid clean-up finds it).
             if self._spec.cgroup is not None:
-                self._spec.cgroup.remove()
+                await dispose_cgroup(self._spec.cgroup)
 
     async def _collect(self, on_output: OutputCallback | None, keep: bool) -> RunResult:
         reader = self._proc.stdout
@@ -259,6 +259,13 @@ class Process:
             cpu_time_s=fields["cpu_time_s"],
             memory_bytes=fields["memory_bytes"],
         )
+
+
+async def dispose_cgroup(cgroup: RunCgroup) -> None:
+    """Removes a run's cgroup: at once when it is empty (the usual end of a run), else in a
+    thread, which kills what is left and waits for it."""
+    if not cgroup.remove(patient=False):
+        await asyncio.to_thread(cgroup.remove)
 
 
 async def start(spec: RunSpec, python: str, zygote: Zygote | None = None,
