@@ -33,6 +33,7 @@ from runtimes import (
     Compiled,
     Registry,
     ReservedSourceName,
+    RunRequest,
     Runtime,
     SourceFile,
     check_source_names,
@@ -44,7 +45,7 @@ from .body import read_json
 from .errors import BadRequest
 from .fields import optional_args, optional_string, require_object, require_string, utf8
 from .render import signal_name, text
-from .service import Service
+from .service import Service, service_of
 
 VERDICTS = ("accepted", "wrong_answer", "time_limit", "memory_limit", "output_limit",
             "runtime_error", "compile_error", "ran")
@@ -273,8 +274,10 @@ async def run_batch(service: Service, batch: Batch) -> Graded:
     once as the service runs programs; each case in a fresh jail with a copy of the program."""
     compiled = None
     if batch.runtime.compile is not None:
-        compiled = await service.compile(batch.runtime, batch.files,
-                                         compile_limits=batch.compile_limits)
+        # Its run limits only count toward what the compile holds of the memory budget.
+        compiled = await service.compile(RunRequest(batch.runtime, batch.files,
+                                                    batch.runtime.run.limits,
+                                                    batch.compile_limits))
         if not compiled.result.ok:
             failed = CaseResult(Verdict("compile_error"))
             return Graded(compiled, tuple(failed for _ in batch.cases))
@@ -284,9 +287,9 @@ async def run_batch(service: Service, batch: Batch) -> Graded:
 
     async def run_case(case: Case) -> CaseResult:
         async with gate:
-            execution = await service.execute(
-                batch.runtime, batch.files, run_limits=case.limits, stdin=case.stdin,
-                args=case.args, compiled=compiled)
+            execution = await service.execute(RunRequest(
+                batch.runtime, batch.files, case.limits, stdin=case.stdin, args=case.args,
+                compiled=compiled))
         assert execution.run is not None
         return judged(execution.run, case.expected_output)
 
@@ -342,9 +345,10 @@ def render_batch(batch: Batch, graded: Graded) -> dict[str, Any]:
 
 async def post_batch(request: Request) -> Response:
     """POST /batch: grade one program against many test cases."""
-    service: Service = request.app.state.service
+    service = service_of(request)
     settings = service.settings
-    batch = parse_batch(await read_json(request, settings.max_body_bytes), service.registry,
+    batch = parse_batch(await read_json(request, settings.max_body_bytes),
+                        service.runtimes.registry,
                         settings.ceilings(), settings.max_batch_cases)
     request.state.runtime = batch.runtime.name
     graded = await run_batch(service, batch)

@@ -1,19 +1,19 @@
 """`GET /openapi.json`: an OpenAPI 3.1 document of every route, written as data.
 
-Kept next to the wire formats it describes (azure.py, piston.py); a test validates it and checks
-that it names every route the app serves.
+Kept next to the wire formats it describes (azure.py, piston.py); adapter.routes pairs each
+operation with its route, so the document has exactly the routes the app serves, and a test
+validates it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .batch import VERDICTS
 
 OUTCOMES = ["ok", "nonzero_exit", "signaled", "wall_timeout", "cpu_limit", "memory_limit",
             "output_limit", "file_size_limit", "disk_limit", "compile_error"]
-PISTON_PREFIXES = ("/api/v2", "/api/v2/piston")
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -202,44 +202,24 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _execute_operation(summary: str, languages: Sequence[str] | None) -> dict[str, Any]:
+def _execute_operation(summary: str, *, language: bool) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": "api-version", "in": "query", "schema": {"type": "string"},
          "description": "accepted and logged"},
         {"name": "identifier", "in": "query", "schema": {"type": "string"},
          "description": "the session identifier; accepted and logged"},
     ]
-    if languages is not None:
+    if language:
+        # Its enum is filled in with the service's runtime names (`openapi_document`).
         parameters.insert(0, {"name": "language", "in": "path", "required": True,
-                              "schema": {"type": "string", "enum": list(languages)}})
-    return {"post": {
+                              "schema": {"type": "string"}})
+    return {
         "summary": summary, "parameters": parameters,
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": _ref("AzureExecuteRequest")}}},
         "responses": {"200": _json(_ref("AzureExecuteResponse"),
                                    "the program ran; its outcome says how it ended"),
                       **_errors(400, 404, 405, 413, 500, 503)},
-    }}
-
-
-def _piston_paths(prefix: str) -> dict[str, Any]:
-    return {
-        f"{prefix}/runtimes": {"get": {
-            "summary": "Piston: installed runtimes",
-            "responses": {"200": _json({"type": "array", "items": _ref("PistonRuntime")},
-                                       "every runtime")}}},
-        f"{prefix}/execute": {"post": {
-            "summary": "Piston: run one job",
-            "requestBody": {"required": True, "content": {
-                "application/json": {"schema": _ref("PistonExecuteRequest")}}},
-            "responses": {"200": _json(_ref("PistonExecuteResponse"), "the job ran"),
-                          **_errors(400, 413, 415, 500, 503)}}},
-        f"{prefix}/connect": {"get": {
-            "summary": "Piston: interactive WebSocket",
-            "description": "Upgrade to a WebSocket. Client messages: init (the execute fields), "
-                           "data (stream stdin, data, eof), signal. Server messages: runtime, "
-                           "stage, data, exit, error. Close codes 4999 done, 4000-4005 errors.",
-            "responses": {"101": {"description": "switching to the WebSocket protocol"}}}},
     }
 
 
@@ -251,6 +231,11 @@ NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "stri
 UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}}}}
 OBJECT = {"type": "object"}
+SESSION_OK = {"200": _json(OBJECT, "see azure-sessions: the legacy or the newer shape")}
+RAW = {"200": {"description": "the file's bytes",
+               "content": {"application/octet-stream": {"schema": {"type": "string"}}}}}
+GONE = {"204": {"description": "done"}}
+PLAIN_TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
 
 def _session_op(summary: str, responses: dict[str, Any], *, name: bool = False,
@@ -263,76 +248,77 @@ def _session_op(summary: str, responses: dict[str, Any], *, name: bool = False,
     return operation
 
 
-def _session_paths() -> dict[str, Any]:
-    ok = {"200": _json(OBJECT, "see azure-sessions: the legacy or the newer shape")}
-    raw = {"200": {"description": "the file's bytes",
-                   "content": {"application/octet-stream": {"schema": {"type": "string"}}}}}
-    gone = {"204": {"description": "done"}}
-    execution = {"required": True, "content": {"application/json": {"schema": {
+# ---- the operations, one per route (adapter.routes pairs each with its handler) ------------------
+
+STATUS = {"summary": "Status: runtimes, limits, confinement layers, runs, routes",
+          "responses": {"200": _json({"type": "object"}, "the status")}}
+HEALTH = {"summary": "Ready once every runtime's self-test passed",
+          "responses": {"200": {"description": "ok", "content": PLAIN_TEXT},
+                        "503": _json(_ref("Error"), "not ready, and why")}}
+METRICS = {"summary": "Prometheus metrics",
+           "responses": {"200": {"description": "the text exposition format",
+                                 "content": PLAIN_TEXT}}}
+OPENAPI = {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI")}}
+CODE_EXECUTE = _execute_operation(
+    "Code-interpreter session: run a cell in the identifier's session (state persists; "
+    "result is the trailing expression)", language=False)
+LANGUAGE_EXECUTE = _execute_operation("Azure session pool: run in a language", language=True)
+BATCH = {
+    "summary": "Grade one program against many test cases",
+    "description": "Compiles once (through the compile cache), runs every case in a jail "
+                   "of its own, as many at once as the service runs programs, and judges "
+                   "each: accepted, wrong_answer, time_limit (wall or CPU), memory_limit, "
+                   "output_limit, runtime_error, compile_error (every case, when compiling "
+                   "fails) or ran (no expected_output). Each case counts as a run in "
+                   "/metrics.",
+    "requestBody": {"required": True, "content": {
+        "application/json": {"schema": _ref("BatchRequest")}}},
+    "responses": {"200": _json(_ref("BatchResponse"), "every case ran and was judged"),
+                  **_errors(400, 404, 405, 413, 500, 503)}}
+PISTON_RUNTIMES = {
+    "summary": "Piston: installed runtimes",
+    "responses": {"200": _json({"type": "array", "items": _ref("PistonRuntime")},
+                               "every runtime")}}
+PISTON_EXECUTE = {
+    "summary": "Piston: run one job",
+    "requestBody": {"required": True, "content": {
+        "application/json": {"schema": _ref("PistonExecuteRequest")}}},
+    "responses": {"200": _json(_ref("PistonExecuteResponse"), "the job ran"),
+                  **_errors(400, 413, 415, 500, 503)}}
+PISTON_CONNECT = {
+    "summary": "Piston: interactive WebSocket",
+    "description": "Upgrade to a WebSocket. Client messages: init (the execute fields), "
+                   "data (stream stdin, data, eof), signal. Server messages: runtime, "
+                   "stage, data, exit, error. Close codes 4999 done, 4000-4005 errors.",
+    "responses": {"101": {"description": "switching to the WebSocket protocol"}}}
+FILES_UPLOAD = _session_op("Session files (legacy): upload", SESSION_OK, body=UPLOAD)
+FILES_LIST = _session_op("Session files: list", SESSION_OK)
+FILES_POST = _session_op("Session files (newer): upload", SESSION_OK, body=UPLOAD)
+FILE_CONTENT_LEGACY = _session_op("Session files (legacy): content", RAW, name=True)
+FILE_CONTENT = _session_op("Session files (newer): content", RAW, name=True)
+FILE_INFO = _session_op("Session files (newer): one file", SESSION_OK, name=True)
+FILE_DELETE = _session_op("Session files (newer): delete", GONE, name=True)
+EXECUTIONS_POST = _session_op("Sessions (newer): run a cell", SESSION_OK, body={
+    "required": True, "content": {"application/json": {"schema": {
         "type": "object", "required": ["code"],
         "properties": {"code": {"type": "string"}, "timeoutInSeconds": {"type": "number"},
                        "codeInputType": {"type": "string"},
-                       "executionType": {"type": "string"}}}}}}
-    return {
-        "/files/upload": {"post": _session_op("Session files (legacy): upload", ok,
-                                              body=UPLOAD)},
-        "/files": {"get": _session_op("Session files: list", ok),
-                   "post": _session_op("Session files (newer): upload", ok, body=UPLOAD)},
-        "/files/content/{name}": {"get": _session_op("Session files (legacy): content", raw,
-                                                     name=True)},
-        "/files/{name}/content": {"get": _session_op("Session files (newer): content", raw,
-                                                     name=True)},
-        "/files/{name}": {"get": _session_op("Session files (newer): one file", ok, name=True),
-                          "delete": _session_op("Session files (newer): delete", gone,
-                                                name=True)},
-        "/executions": {"post": _session_op("Sessions (newer): run a cell", ok,
-                                            body=execution)},
-        "/executions/{id}": {"get": {
-            "summary": "Sessions (newer): an execution", "parameters": [
-                IDENTIFIER, API_VERSION,
-                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {**ok, **_errors(400, 404)}}},
-        "/session": {"delete": _session_op("Sessions (newer): end one, files and all", gone)},
-    }
+                       "executionType": {"type": "string"}}}}}})
+EXECUTIONS_GET = {
+    "summary": "Sessions (newer): an execution", "parameters": [
+        IDENTIFIER, API_VERSION,
+        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+    "responses": {**SESSION_OK, **_errors(400, 404)}}
+SESSION_DELETE = _session_op("Sessions (newer): end one, files and all", GONE)
 
 
-def openapi_document(version: str, languages: Sequence[str]) -> dict[str, Any]:
-    """The whole document for a service with these runtime names and aliases."""
-    paths: dict[str, Any] = {
-        "/": {"get": {"summary": "Status: runtimes, limits, confinement layers, runs, routes",
-                      "responses": {"200": _json({"type": "object"}, "the status")}}},
-        "/health": {"get": {
-            "summary": "Ready once every runtime's self-test passed",
-            "responses": {"200": {"description": "ok",
-                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
-                          "503": _json(_ref("Error"), "not ready, and why")}}},
-        "/metrics": {"get": {
-            "summary": "Prometheus metrics",
-            "responses": {"200": {"description": "the text exposition format",
-                                  "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/openapi.json": {"get": {"summary": "This document",
-                                  "responses": {"200": _json({"type": "object"}, "OpenAPI")}}},
-        "/code/execute": _execute_operation(
-            "Code-interpreter session: run a cell in the identifier's session (state persists; "
-            "result is the trailing expression)", None),
-        "/{language}/execute": _execute_operation("Azure session pool: run in a language",
-                                                  languages),
-    }
-    paths["/batch"] = {"post": {
-        "summary": "Grade one program against many test cases",
-        "description": "Compiles once (through the compile cache), runs every case in a jail "
-                       "of its own, as many at once as the service runs programs, and judges "
-                       "each: accepted, wrong_answer, time_limit (wall or CPU), memory_limit, "
-                       "output_limit, runtime_error, compile_error (every case, when compiling "
-                       "fails) or ran (no expected_output). Each case counts as a run in "
-                       "/metrics.",
-        "requestBody": {"required": True, "content": {
-            "application/json": {"schema": _ref("BatchRequest")}}},
-        "responses": {"200": _json(_ref("BatchResponse"), "every case ran and was judged"),
-                      **_errors(400, 404, 405, 413, 500, 503)}}}
-    for prefix in PISTON_PREFIXES:
-        paths.update(_piston_paths(prefix))
-    paths.update(_session_paths())
+def openapi_document(version: str, operations: Iterable[tuple[str, str, dict[str, Any]]],
+                     languages: Sequence[str]) -> dict[str, Any]:
+    """The whole document of `operations` (method, path, operation), for a service with these
+    runtime names and aliases: each `{language}` path parameter lists them."""
+    paths: dict[str, Any] = {}
+    for method, path, operation in operations:
+        paths.setdefault(path, {})[method.lower()] = _with_languages(operation, languages)
     return {
         "openapi": "3.1.0",
         "info": {"title": "sandbox-service", "version": version,
@@ -341,3 +327,13 @@ def openapi_document(version: str, languages: Sequence[str]) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": SCHEMAS},
     }
+
+
+def _with_languages(operation: dict[str, Any], languages: Sequence[str]) -> dict[str, Any]:
+    parameters = operation.get("parameters", [])
+    if not any(p["name"] == "language" and p["in"] == "path" for p in parameters):
+        return operation
+    return {**operation, "parameters": [
+        {**p, "schema": {**p["schema"], "enum": list(languages)}}
+        if p["name"] == "language" and p["in"] == "path" else p
+        for p in parameters]}

@@ -14,7 +14,6 @@ import base64
 import binascii
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,6 +23,7 @@ from runtimes import (
     Execution,
     Registry,
     ReservedSourceName,
+    RunRequest,
     Runtime,
     SourceFile,
     check_source_names,
@@ -45,19 +45,6 @@ WHITESPACE = re.compile(rb"\s+")
 # time that grows faster than the square of the length on runs of spaces (100 000 spaces: 17 s
 # of the event loop). Node's semver refuses versions over the same 256 characters.
 MAX_RANGE_CHARS = 256
-
-
-@dataclass(frozen=True)
-class PistonJob:
-    """A validated request: what to run and under which limits."""
-
-    runtime: Runtime
-    files: tuple[SourceFile, ...]
-    main: str
-    stdin: bytes
-    args: tuple[str, ...]
-    run_limits: Limits
-    compile_limits: Limits | None
 
 
 def resolve_runtime(registry: Registry, language: str, version: str) -> Runtime | None:
@@ -104,8 +91,9 @@ def runtimes_list(registry: Registry) -> list[dict[str, Any]]:
     return listed
 
 
-def parse_job(body: Any, registry: Registry, ceilings: Limits) -> PistonJob:
-    """Validates an execute (or WebSocket init) body, in Piston's order and words."""
+def parse_job(body: Any, registry: Registry, ceilings: Limits) -> RunRequest:
+    """Validates an execute (or WebSocket init) body, in Piston's order and words: what to
+    run and under which limits."""
     if not isinstance(body, dict):
         raise BadRequest("language is required as a string")
     language, version, files = body.get("language"), body.get("version"), body.get("files")
@@ -137,8 +125,8 @@ def parse_job(body: Any, registry: Registry, ceilings: Limits) -> PistonJob:
     run_limits = effective_limits(runtime.run.limits, ceilings, **overrides["run"])
     compile_limits = (effective_limits(runtime.compile.limits, ceilings, **overrides["compile"])
                       if runtime.compile is not None else None)
-    return PistonJob(runtime, sources, main, utf8(stdin, "stdin"),
-                     optional_args(body.get("args"), "args"), run_limits, compile_limits)
+    return RunRequest(runtime, sources, run_limits, compile_limits, utf8(stdin, "stdin"),
+                      optional_args(body.get("args"), "args"), main)
 
 
 def _js_number(value: float) -> str:

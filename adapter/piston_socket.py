@@ -27,11 +27,11 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from runtimes import StageEvents
+from runtimes import RunRequest, StageEvents
 from sandbox import Process, RunResult, Stream
 
 from .errors import ServiceError
-from .piston import PistonJob, parse_job, render_stage
+from .piston import parse_job, render_stage
 from .service import Service
 
 log = logging.getLogger("adapter")
@@ -217,7 +217,8 @@ class PistonSocket:
             if self.job_task is not None:
                 raise _Closing(ALREADY_INITIALIZED)
             try:
-                job = parse_job(message, self.service.registry, self.service.settings.ceilings())
+                job = parse_job(message, self.service.runtimes.registry,
+                                self.service.settings.ceilings())
             except ServiceError as exc:
                 raise _Closing(NOTIFIED_ERROR, exc.message) from None
             await self.outbox.put({"type": "runtime", "language": job.runtime.name,
@@ -250,10 +251,9 @@ class PistonSocket:
                 self.events.inbox.put_nowait(("signal", number))
         # Other types are ignored, as Piston ignores them.
 
-    async def _run(self, job: PistonJob) -> None:
-        await self.service.execute(job.runtime, job.files, run_limits=job.run_limits,
-                                   compile_limits=job.compile_limits, args=job.args,
-                                   main=job.main, events=self.events)
+    async def _run(self, job: RunRequest) -> None:
+        # Its stdin comes over the socket, through `events`, not from the request.
+        await self.service.execute(job, self.events)
 
     async def _stop_job(self) -> None:
         """The conversation ended: a job still running is killed, then waited for."""

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
-import json
 import logging
-import subprocess
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+
+from starlette.requests import HTTPConnection
 
 from runtimes import (
     CompileCache,
@@ -19,19 +18,13 @@ from runtimes import (
     Compiled,
     Execution,
     Registry,
-    Runtime,
-    RuntimesError,
-    SelfTestResult,
-    SourceFile,
-    build_precompiled,
+    RunRequest,
+    Runtimes,
+    StageEvents,
     cache_exposure,
-    compile_program,
-    execute,
     load_runtimes,
-    run_selftest,
-    warm_interpreter,
 )
-from sandbox import Limits, Sandbox, own_memory_limit_bytes
+from sandbox import Sandbox, own_memory_limit_bytes
 
 from .admission import Admission
 from .errors import ServiceBusy, ShuttingDown
@@ -50,17 +43,15 @@ except importlib.metadata.PackageNotFoundError:  # running from a source checkou
 
 @dataclass
 class Service:
+    """Wire formats meet the runtimes here, through admission and metrics."""
+
     settings: Settings
     sandbox: Sandbox
-    registry: Registry
+    runtimes: Runtimes
     admission: Admission
     metrics: Metrics
     sessions: Sessions
-    selftests: dict[str, SelfTestResult] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
-    compile_cache: CompileCache | None = None
-    compile_cache_detail: str = "not set up"  # where it is, or why there is none
-    precompiled: str = "being built"  # which headers are precompiled, or why none
     memory_budget_detail: str = ""  # where the memory budget comes from
 
     @classmethod
@@ -73,20 +64,23 @@ class Service:
         metrics = Metrics(lambda: admission.running, lambda: admission.waiting)
         sessions = Sessions(settings, sandbox, registry.find("python"), admission)
         cache, detail = open_compile_cache(settings, sandbox, registry)
-        for runtime in registry:
-            # Started now, so the first run finds its interpreter warm.
-            sandbox.warm_zygote(warm_interpreter(runtime))
-        return cls(settings, sandbox, registry, admission, metrics, sessions,
-                   compile_cache=cache, compile_cache_detail=detail,
+        runtimes = Runtimes(sandbox, registry, settings.ceilings(), cache=cache,
+                            cache_detail=detail,
+                            precompiled_folder=(settings.precompiled_folder()
+                                                if settings.precompile else None),
+                            precompiled="turned off by configuration")
+        # Started now, before serving, so the first run finds its interpreter warm.
+        runtimes.start_warm()
+        return cls(settings, sandbox, runtimes, admission, metrics, sessions,
                    memory_budget_detail=budget_detail)
 
-    def run_memory_bytes(self, *limits: Limits | None) -> int:
+    def run_memory_bytes(self, request: RunRequest) -> int:
         """What one execution holds of the memory budget: its largest stage's limit (stages
         run one after another), the service's copies of its output, plus its working
         directory where that is a tmpfs its cgroup does not charge (no cgroups)."""
-        stages = [stage for stage in limits if stage is not None]
-        memory = max((stage.memory_bytes for stage in stages), default=0)
-        memory += OUTPUT_COPIES * max((stage.max_output_bytes for stage in stages), default=0)
+        stages = request.stage_limits
+        memory = max(stage.memory_bytes for stage in stages)
+        memory += OUTPUT_COPIES * max(stage.max_output_bytes for stage in stages)
         layers = self.sandbox.layers
         if layers.active("tmpfs") and layers.cgroups is None:
             memory += self.settings.max_disk_bytes
@@ -107,105 +101,41 @@ class Service:
             raise ShuttingDown("the service is shutting down and stopped this run; "
                                "retry on another instance") from None
 
-    async def execute(self, runtime: Runtime, files: Sequence[SourceFile],
-                      **options: Any) -> Execution:
-        """One execution (see runtimes.execute for `options`) in an admission slot, counted;
-        compiles go through the compile cache."""
-        options.setdefault("cache", self.compile_cache)
-        memory = self.run_memory_bytes(*stage_limits_of(runtime, options))
-        async with self.run_slot(memory):
+    async def execute(self, request: RunRequest,
+                      events: StageEvents | None = None) -> Execution:
+        """One execution in an admission slot, counted."""
+        async with self.run_slot(self.run_memory_bytes(request)):
             started = time.perf_counter()
-            execution = await execute(self.sandbox, runtime, files, **options)
-        self.metrics.observe_run(runtime.name, outcome_name(execution),
+            execution = await self.runtimes.execute(request, events)
+        self.metrics.observe_run(request.runtime.name, outcome_name(execution),
                                  time.perf_counter() - started)
         return execution
 
-    async def compile(self, runtime: Runtime, files: Sequence[SourceFile],
-                      **options: Any) -> Compiled:
-        """One compile kept for later runs (see runtimes.compile_program), through the compile
-        cache, in an admission slot. A failed compile is counted as a run ending in
-        compile_error."""
-        async with self.run_slot(self.run_memory_bytes(*stage_limits_of(runtime, options))):
+    async def compile(self, request: RunRequest) -> Compiled:
+        """One compile kept for later runs, in an admission slot. A failed compile is counted
+        as a run ending in compile_error."""
+        async with self.run_slot(self.run_memory_bytes(request)):
             started = time.perf_counter()
-            compiled = await compile_program(self.sandbox, runtime, files,
-                                             cache=self.compile_cache, **options)
+            compiled = await self.runtimes.compile(request)
         if not compiled.result.ok:
-            self.metrics.observe_run(runtime.name, "compile_error", time.perf_counter() - started)
+            self.metrics.observe_run(request.runtime.name, "compile_error",
+                                     time.perf_counter() - started)
         return compiled
-
-    def warm_status(self, runtime: Runtime) -> dict[str, Any] | None:
-        """Whether the runtime's runs are forked from a warm interpreter (None: it has none)."""
-        warm = warm_interpreter(runtime)
-        if warm is None:
-            return None
-        zygote = self.sandbox.warm_zygote(warm)
-        if zygote is None:
-            return {"active": False, "detail": "turned off by configuration"}
-        return {"active": zygote.alive, "preload": list(warm.preload), "starts": zygote.starts,
-                "detail": "runs are forked from it" if zygote.alive
-                else "not running: runs start afresh until it is restarted"}
-
-    async def precompile(self) -> None:
-        """Builds the runtimes' precompiled headers (in the background after startup; until
-        they are there, compiles simply parse the headers) and points the runtimes at them."""
-        layers = self.sandbox.layers
-        if not self.settings.precompile:
-            self.precompiled = "turned off by configuration"
-            return
-        if not (layers.active("per_run_uid") or layers.active("landlock")):
-            # A run sharing our uid without Landlock could rewrite them for everyone.
-            self.precompiled = "not built: neither per-run uids nor Landlock keep runs from them"
-            return
-        built = []
-        for runtime in list(self.registry):
-            if runtime.compile is None or runtime.compile.precompiled is None:
-                continue
-            try:
-                ready = await asyncio.to_thread(build_precompiled, runtime,
-                                                self.settings.precompiled_folder())
-            except (RuntimesError, OSError, subprocess.SubprocessError) as exc:
-                log.error(json.dumps({"event": "precompile_failed", "runtime": runtime.name,
-                                      "error": str(exc)}))
-                continue
-            self.registry.replace(ready)
-            built.append(f"{runtime.name}: {', '.join(runtime.compile.precompiled.headers)}")
-        self.precompiled = "; ".join(built) or "none"
-        log.info(json.dumps({"event": "precompiled", "headers": built}))
-
-    async def run_selftests(self) -> None:
-        """Runs every runtime's self-test once, in parallel; `/health` waits for all of them."""
-        results = await asyncio.gather(*(
-            run_selftest(self.sandbox, runtime, self.settings.ceilings())
-            for runtime in self.registry))
-        for result in results:
-            self.selftests[result.runtime] = result
-            if not result.passed:
-                log.error("self-test of %s failed: %s", result.runtime, result.detail)
 
     def health_problem(self) -> str | None:
         """Why the service cannot run code yet, or None when it can."""
-        pending = [r.name for r in self.registry if r.name not in self.selftests]
-        if pending:
-            return f"self-tests have not finished for: {', '.join(pending)}"
-        failed = [r for r in self.selftests.values() if not r.passed]
-        if failed:
-            return "; ".join(f"self-test of {r.runtime} failed: {r.detail}" for r in failed)
-        return None
+        return self.runtimes.health_problem()
+
+
+def service_of(connection: HTTPConnection) -> Service:
+    """The service of the app a request or WebSocket reached (set by `create_app`)."""
+    service: Service = connection.app.state.service
+    return service
 
 
 # Copies of a run's output the service may hold at once, per stream's cap: each stream's
 # chunks and their join, the interleaved output, the reply's text.
 OUTPUT_COPIES = 6
-
-
-def stage_limits_of(runtime: Runtime, options: dict[str, Any]) -> tuple[Limits | None, ...]:
-    """The limits an execution's stages run under (a compile without its own limits takes the
-    runtime's). A cached compile is not known ahead, so a compiling runtime's request holds
-    its compile's memory too."""
-    compile_limits = options.get("compile_limits")
-    if compile_limits is None and runtime.compile is not None:
-        compile_limits = runtime.compile.limits
-    return options.get("run_limits") or runtime.run.limits, compile_limits
 
 
 def memory_budget(settings: Settings) -> tuple[int, str]:

@@ -22,18 +22,13 @@ from .body import read_json
 from .errors import BadRequest, NotFound, PayloadTooLarge
 from .fields import optional_positive_number, require_object, require_string
 from .render import text
-from .service import Service
+from .service import Service, service_of
 from .sessions import FileInfo, Session, file_name
 from .uploads import Upload, multipart_boundary
 
 NEWER_API = "2024-10-02"
 MIN_IDENTIFIER, MAX_IDENTIFIER = 1, 128
 KNOWN_QUERY_KEYS = ("api-version=", "identifier=")
-
-
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
 
 
 def is_newer(request: Request) -> bool:
@@ -82,7 +77,7 @@ def _timeout(service: Service, value: Any, path: str) -> float:
     every default of a runtime is."""
     wanted = optional_positive_number(value, path)
     if wanted is None:
-        wanted = service.registry.find("python").run.limits.wall_timeout_s
+        wanted = service.runtimes.find("python").run.limits.wall_timeout_s
     return min(wanted, service.settings.max_wall_timeout_s)
 
 
@@ -104,7 +99,7 @@ async def _cell(service: Service, session: Session, code: str, timeout_s: float)
 
 async def code_execute(request: Request) -> Response:
     """POST /code/execute: a cell in the identifier's session (a one-shot session without)."""
-    service = _service(request)
+    service = service_of(request)
     body = require_object(await read_json(request, service.settings.max_body_bytes), "body")
     properties = require_object(body.get("properties"), "properties")
     code = require_string(properties.get("code"), "properties.code")
@@ -156,7 +151,7 @@ async def _store(request: Request) -> list[FileInfo]:
     """Stores the uploaded files, all or none, streaming each into the session's folder as it
     arrives (see uploads.py). The session is looked up at the first file part, so a body
     without one starts none; one that this upload started and then refused is ended again."""
-    service = _service(request)
+    service = service_of(request)
     identifier = require_identifier(request)
     settings = service.settings
     declared = request.headers.get("content-length", "")
@@ -186,7 +181,7 @@ async def files_upload(request: Request) -> Response:
 
 async def files_list(request: Request) -> Response:
     """GET /files: the legacy or the newer shape, as api-version says."""
-    service = _service(request)
+    service = service_of(request)
     if is_newer(request):
         _newer_errors(request)
     session = service.sessions.find(require_identifier(request))
@@ -208,7 +203,7 @@ def _named_file(request: Request) -> tuple[Session, str]:
     """The live session and the checked file name of a call on one file. An unknown
     identifier is answered as an empty session would be (a 404 for the file), without
     starting one: only executing and uploading start sessions."""
-    service = _service(request)
+    service = service_of(request)
     session = service.sessions.find(require_identifier(request))
     if session is None:
         name = file_name(_path_name(request), service.settings.work_root)
@@ -249,7 +244,7 @@ async def file_delete(request: Request) -> Response:
 async def executions_post(request: Request) -> Response:
     """POST /executions: a cell from a flat body; the execution resource in reply."""
     _newer_errors(request)
-    service = _service(request)
+    service = service_of(request)
     body = require_object(await read_json(request, service.settings.max_body_bytes), "body")
     code = require_string(body.get("code"), "code")
     timeout_s = _timeout(service, body.get("timeoutInSeconds"), "timeoutInSeconds")
@@ -274,7 +269,7 @@ async def executions_post(request: Request) -> Response:
 
 async def executions_get(request: Request) -> Response:
     _newer_errors(request)
-    session = _service(request).sessions.find(require_identifier(request))
+    session = service_of(request).sessions.find(require_identifier(request))
     executions = session.executions if session is not None else {}
     execution = executions.get(request.path_params["id"])
     if execution is None:
@@ -285,7 +280,7 @@ async def executions_get(request: Request) -> Response:
 async def session_delete(request: Request) -> Response:
     """DELETE /session: ends the session; its kernel and files are gone."""
     _newer_errors(request)
-    await _service(request).sessions.end(require_identifier(request))
+    await service_of(request).sessions.end(require_identifier(request))
     return Response(status_code=204)
 
 

@@ -1,4 +1,9 @@
-"""Language runtimes as data: turns a runtime description plus source files into sandbox runs."""
+"""Language runtimes as data: turns a runtime description plus source files into sandbox runs.
+
+A wire format talks to one `Runtimes` object (runtimes.installed): it finds a runtime by name,
+builds a `RunRequest` against its description and hands it over once, to `execute` or
+`compile`.
+"""
 
 from .compile_cache import (
     CacheStats,
@@ -11,7 +16,6 @@ from .compile_cache import (
 from .errors import ReservedSourceName, RuntimeConfigError, RuntimesError, UnknownRuntime
 from .execution import (
     Execution,
-    SourceFile,
     StageEvents,
     check_source_names,
     compile_program,
@@ -21,15 +25,26 @@ from .execution import (
     stage_limits,
     warm_interpreter,
 )
+from .installed import (
+    CacheStatus,
+    Runtimes,
+    RuntimeStatus,
+    SelfTestResult,
+    Status,
+    WarmStatus,
+    run_selftest,
+)
 from .loader import BUILTIN_DIR, load_runtime, load_runtimes
 from .precompiled import build_precompiled
-from .registry import Registry, SelfTestResult, run_selftest
+from .registry import Registry
+from .request import RunRequest, SourceFile
 from .runtime import Runtime, SelfTest, SessionStage, Stage
 from .session import CellResult, InterpreterSession
 
 __all__ = [
     "BUILTIN_DIR",
     "CacheStats",
+    "CacheStatus",
     "CellResult",
     "CompileCache",
     "CompileCacheError",
@@ -39,8 +54,11 @@ __all__ = [
     "ProducedFile",
     "Registry",
     "ReservedSourceName",
+    "RunRequest",
     "Runtime",
     "RuntimeConfigError",
+    "RuntimeStatus",
+    "Runtimes",
     "RuntimesError",
     "SelfTest",
     "SelfTestResult",
@@ -48,7 +66,9 @@ __all__ = [
     "SourceFile",
     "Stage",
     "StageEvents",
+    "Status",
     "UnknownRuntime",
+    "WarmStatus",
     "build_precompiled",
     "cache_exposure",
     "check_source_names",

@@ -16,7 +16,6 @@ from sandbox import (
     Jail,
     Limits,
     Outcome,
-    OutputCallback,
     Process,
     RunResult,
     Sandbox,
@@ -27,6 +26,7 @@ from sandbox import (
 
 from .compile_cache import CompileCache, Compiled, ProducedFile, compile_key, fits
 from .errors import ReservedSourceName
+from .request import RunRequest, SourceFile
 from .runtime import Runtime, Stage
 
 # Every program starts from this environment and its runtime's `env`; nothing else reaches it.
@@ -41,14 +41,6 @@ MARKER_WINDOW_BYTES = 4096
 # What the dynamic loader says when the memory limit leaves no room to map a program's
 # libraries: whatever the language, the run did not fit its memory limit.
 LOADER_MEMORY_MARKERS = ("failed to map segment from shared object",)
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """One file of a submission; `name` may contain sub-folders."""
-
-    name: str
-    content: bytes
 
 
 @dataclass(frozen=True)
@@ -166,32 +158,22 @@ class StageEvents:
         await process.close_stdin()
 
 
-async def execute(
-    sandbox: Sandbox,
-    runtime: Runtime,
-    files: Sequence[SourceFile],
-    *,
-    run_limits: Limits,
-    compile_limits: Limits | None = None,
-    stdin: bytes = b"",
-    args: Sequence[str] = (),
-    on_output: OutputCallback | None = None,
-    main: str | None = None,
-    events: StageEvents | None = None,
-    cache: CompileCache | None = None,
-    compiled: Compiled | None = None,
-) -> Execution:
-    """Writes `files` into a fresh jail, compiles them if the runtime compiles, and runs the
-    result with `args`: with `stdin` as its whole input, or interactively through `events`.
-    `main` names the file to run (default: the first).
+async def execute(sandbox: Sandbox, request: RunRequest, *, events: StageEvents | None = None,
+                  cache: CompileCache | None = None) -> Execution:
+    """Writes the request's files into a fresh jail, compiles them if the runtime compiles, and
+    runs the result: with the request's stdin as its whole input, or interactively through
+    `events`.
 
-    The compile comes from `compiled` when given (see `compile_program`), else from `cache`
-    when it holds these sources, else from a real compile, stored in `cache` if it succeeds."""
+    The compile comes from `request.compiled` when given (see `compile_program`), else from
+    `cache` when it holds these sources, else from a real compile, stored in `cache` if it
+    succeeds."""
+    runtime, files, args = request.runtime, request.files, request.args
     if not files:
         raise ValueError("at least one source file is needed")
     check_source_names(runtime, [f.name for f in files])
-    main = main or files[0].name
-    compile_limits = compile_limits or (runtime.compile.limits if runtime.compile else None)
+    main = request.main_file
+    compile_limits = request.compile_stage_limits
+    compiled = request.compiled
     key = None
     if runtime.compile is not None and compiled is None and cache is not None:
         key = compile_key(runtime, [(f.name, f.content) for f in files], main, args)
@@ -212,8 +194,8 @@ async def execute(
             if not compiled.result.ok:
                 return Execution(runtime, compiled.result, None, compiled.cached)
         argv, env = _expand(runtime.run, runtime, jail.path, main, (), args)
-        result = _classify(await _run_stage(jail, "run", argv, env, run_limits,
-                                            runtime.read_paths, stdin, on_output, events,
+        result = _classify(await _run_stage(jail, "run", argv, env, request.run_limits,
+                                            runtime.read_paths, request.stdin, events,
                                             warm_interpreter(runtime)),
                            runtime.run)
         if events is not None:
@@ -223,20 +205,20 @@ async def execute(
         return Execution(runtime, compiled.result, result, compiled.cached)
 
 
-async def compile_program(sandbox: Sandbox, runtime: Runtime, files: Sequence[SourceFile], *,
-                          compile_limits: Limits | None = None, main: str | None = None,
-                          args: Sequence[str] = (),
+async def compile_program(sandbox: Sandbox, request: RunRequest,
                           cache: CompileCache | None = None) -> Compiled:
-    """Compiles `files` once, in a jail of its own, keeping the files the compile produced:
-    `execute(compiled=…)` then runs the program in as many fresh jails as needed without
-    compiling again. Through `cache` when given."""
+    """Compiles the request's files once, in a jail of its own, keeping the files the compile
+    produced: `execute` of a request with `compiled=` then runs the program in as many fresh
+    jails as needed without compiling again. Through `cache` when given."""
+    runtime, files, args = request.runtime, request.files, request.args
     if runtime.compile is None:
         raise ValueError(f"{runtime.name} does not compile")
     if not files:
         raise ValueError("at least one source file is needed")
     check_source_names(runtime, [f.name for f in files])
-    main = main or files[0].name
-    limits = compile_limits or runtime.compile.limits
+    main = request.main_file
+    limits = request.compile_stage_limits
+    assert limits is not None
     key = None
     if cache is not None:
         key = compile_key(runtime, [(f.name, f.content) for f in files], main, args)
@@ -284,7 +266,7 @@ async def _run_compiler(jail: Jail, runtime: Runtime, files: Sequence[SourceFile
     argv, env = _expand(runtime.compile, runtime, jail.path, main, _compile_sources(runtime, files),
                         args)
     result = _classify(await _run_stage(jail, "compile", argv, env, limits, runtime.read_paths,
-                                        b"", None, events), runtime.compile)
+                                        b"", events), runtime.compile)
     if not (keep_files and result.ok):
         return Compiled(result)
     # The compiler's processes are all gone: what is in the jail now is what it produced.
@@ -350,12 +332,10 @@ def _place(jail: Jail, compiled: Compiled, events: StageEvents | None) -> None:
 
 async def _run_stage(jail: Jail, stage: str, argv: list[str], env: dict[str, str],
                      limits: Limits, read_paths: Sequence[str], stdin: bytes,
-                     on_output: OutputCallback | None,
                      events: StageEvents | None, warm: WarmInterpreter | None = None
                      ) -> RunResult:
     if events is None:
-        return await jail.run(argv, env, limits, stdin=stdin, on_output=on_output,
-                              read_paths=read_paths, warm=warm)
+        return await jail.run(argv, env, limits, stdin=stdin, read_paths=read_paths, warm=warm)
     events.started(stage)
     process = await jail.start(argv, env, limits, read_paths, warm=warm)
     # Only the run stage is interactive; a compiler gets an empty stdin.
@@ -380,7 +360,8 @@ def source_files(runtime: Runtime, code: str | bytes) -> list[SourceFile]:
 
 
 def stage_limits(runtime: Runtime, ceilings: Limits,
-                 overrides: Mapping[str, float | None] | None = None) -> tuple[Limits, Limits | None]:
+                 overrides: Mapping[str, float | None] | None = None
+                 ) -> tuple[Limits, Limits | None]:
     """Run and compile limits for a request that may override run limits."""
     run = effective_limits(runtime.run.limits, ceilings, **(overrides or {}))
     compile_ = (effective_limits(runtime.compile.limits, ceilings)

@@ -1,22 +1,11 @@
-"""The loaded runtimes, found by name or alias, with the results of their self-tests."""
+"""The loaded runtimes, found by name or alias."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-
-from sandbox import Limits, Sandbox, SandboxError
 
 from .errors import UnknownRuntime
-from .execution import execute, source_files, stage_limits
 from .runtime import Runtime
-
-
-@dataclass(frozen=True)
-class SelfTestResult:
-    runtime: str
-    passed: bool
-    detail: str
 
 
 class Registry:
@@ -44,25 +33,3 @@ class Registry:
             return self._by_name[name]
         except KeyError:
             raise UnknownRuntime(name, self.names()) from None
-
-
-async def run_selftest(sandbox: Sandbox, runtime: Runtime, ceilings: Limits) -> SelfTestResult:
-    """Runs the runtime's self-test program through the whole sandbox path."""
-    run_limits, compile_limits = stage_limits(runtime, ceilings)
-    test = runtime.selftest
-    try:
-        execution = await execute(sandbox, runtime, source_files(runtime, test.code),
-                                  run_limits=run_limits, compile_limits=compile_limits,
-                                  stdin=test.stdin.encode())
-    except (SandboxError, OSError) as exc:
-        return SelfTestResult(runtime.name, False, f"the sandbox failed: {exc}")
-    final = execution.final
-    stdout = final.stdout.decode(errors="replace")
-    if execution.ok and stdout == test.stdout:
-        return SelfTestResult(runtime.name, True, f"printed {stdout!r}")
-    stage = "compile" if execution.run is None else "run"
-    return SelfTestResult(
-        runtime.name, False,
-        f"{stage} ended {final.outcome.value} (exit {final.exit_code}, signal {final.signal}); "
-        f"expected stdout {test.stdout!r}, got {stdout!r}; stderr "
-        f"{final.stderr.decode(errors='replace')[-500:]!r}")

@@ -19,6 +19,7 @@ from runtimes import (
     Execution,
     ProducedFile,
     Registry,
+    RunRequest,
     SourceFile,
     cache_exposure,
     compile_program,
@@ -66,8 +67,8 @@ async def run_cpp(sandbox: Sandbox, files: list[SourceFile], cache: CompileCache
     assert compile_limits is not None
     if compile_wall_s is not None:
         compile_limits = compile_limits.replace(wall_timeout_s=compile_wall_s)
-    return await execute(sandbox, CPP, files, run_limits=run_limits,
-                         compile_limits=compile_limits, args=args, cache=cache)
+    return await execute(sandbox, RunRequest(CPP, tuple(files), run_limits, compile_limits,
+                                             args=args), cache=cache)
 
 
 HELLO = '#include <cstdio>\nint main(){ std::puts("hello"); }\n'
@@ -183,9 +184,10 @@ def test_compile_program_keeps_the_binary_for_other_jails(sandbox: Sandbox) -> N
     run_limits, _ = stage_limits(CPP, Limits())
 
     async def compile_then_run() -> tuple[Compiled, list[Execution]]:
-        compiled = await compile_program(sandbox, CPP, files)
-        runs = await asyncio.gather(*(execute(sandbox, CPP, files, run_limits=run_limits,
-                                              compiled=compiled) for _ in range(3)))
+        compiled = await compile_program(sandbox, RunRequest(CPP, tuple(files), run_limits))
+        runs = await asyncio.gather(*(execute(sandbox, RunRequest(CPP, tuple(files), run_limits,
+                                                                  compiled=compiled))
+                                      for _ in range(3)))
         return compiled, runs
 
     compiled, runs = asyncio.run(compile_then_run())

@@ -4,7 +4,15 @@ import asyncio
 
 import pytest
 
-from runtimes import Execution, Registry, SourceFile, execute, load_runtimes, stage_limits
+from runtimes import (
+    Execution,
+    Registry,
+    RunRequest,
+    SourceFile,
+    execute,
+    load_runtimes,
+    stage_limits,
+)
 from sandbox import Limits, Outcome, Sandbox
 
 REGISTRY = Registry(load_runtimes())
@@ -14,8 +22,8 @@ def run(sandbox: Sandbox, language: str, files: list[SourceFile], stdin: bytes =
         args: tuple[str, ...] = (), **overrides: float) -> Execution:
     runtime = REGISTRY.find(language)
     run_limits, compile_limits = stage_limits(runtime, Limits(memory_bytes=4 << 30), overrides)
-    return asyncio.run(execute(sandbox, runtime, files, run_limits=run_limits,
-                               compile_limits=compile_limits, stdin=stdin, args=args))
+    return asyncio.run(execute(sandbox, RunRequest(runtime, tuple(files), run_limits,
+                                                   compile_limits, stdin=stdin, args=args)))
 
 
 @pytest.mark.gxx

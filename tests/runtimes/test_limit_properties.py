@@ -11,7 +11,15 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from runtimes import Registry, Runtime, execute, load_runtimes, source_files, stage_limits
+from runtimes import (
+    Registry,
+    RunRequest,
+    Runtime,
+    execute,
+    load_runtimes,
+    source_files,
+    stage_limits,
+)
 from sandbox import Limits, Outcome, RunResult, Sandbox
 
 from ..strategies import CEILINGS, MiB, limits_with
@@ -33,8 +41,8 @@ def run(sandbox: Sandbox, language: str, code: str, limits: Limits,
     """The run stage of `code` under `limits`; the compile stage, if any, must succeed."""
     runtime: Runtime = REGISTRY.find(language)
     _defaults, compile_limits = stage_limits(runtime, CEILINGS)
-    execution = asyncio.run(execute(sandbox, runtime, source_files(runtime, code),
-                                    run_limits=limits, compile_limits=compile_limits, args=args))
+    execution = asyncio.run(execute(sandbox, RunRequest(
+        runtime, tuple(source_files(runtime, code)), limits, compile_limits, args=tuple(args))))
     assert execution.compile is None or execution.compile.ok, execution.compile
     assert execution.run is not None
     return execution.run

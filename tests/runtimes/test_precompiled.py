@@ -15,6 +15,7 @@ import pytest
 
 from runtimes import (
     Registry,
+    RunRequest,
     RuntimesError,
     SourceFile,
     build_precompiled,
@@ -63,8 +64,8 @@ def test_a_sandboxed_compile_uses_them_and_the_program_runs(folder: Path,
                                                            sandbox: Sandbox) -> None:
     ready = build_precompiled(Registry(load_runtimes()).find("c++"), folder)
     run_limits, compile_limits = stage_limits(ready, ready.run.limits)
-    execution = asyncio.run(execute(sandbox, ready, [SourceFile("main.cpp", STDCXX)],
-                                    run_limits=run_limits, compile_limits=compile_limits))
+    execution = asyncio.run(execute(sandbox, RunRequest(
+        ready, (SourceFile("main.cpp", STDCXX),), run_limits, compile_limits)))
     assert execution.compile is not None and execution.compile.ok, execution.compile
     assert execution.run is not None and execution.run.stdout == b"123\n"
 

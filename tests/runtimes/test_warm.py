@@ -9,6 +9,7 @@ import pytest
 
 from runtimes import (
     Registry,
+    RunRequest,
     RuntimeConfigError,
     SourceFile,
     execute,
@@ -32,8 +33,8 @@ def run_probe(work_root: Path, warm: bool) -> bytes:
     sandbox = Sandbox(SandboxConfig(work_root=work_root, uid_first=uids.start,
                                     uid_count=len(uids), warm_interpreters=warm))
     try:
-        execution = asyncio.run(execute(sandbox, PYTHON, [SourceFile("main.py", PROBE.encode())],
-                                        run_limits=PYTHON.run.limits))
+        execution = asyncio.run(execute(sandbox, RunRequest(
+            PYTHON, (SourceFile("main.py", PROBE.encode()),), PYTHON.run.limits)))
     finally:
         sandbox.close()
     assert execution.run is not None and execution.run.outcome == Outcome.OK
@@ -85,8 +86,8 @@ def test_a_runtime_with_a_warm_table_runs_its_selftest_warm(tmp_path: Path,
     warm = warm_interpreter(runtime)
     assert warm is not None and warm.preload == ("json",)
     probe = "import inspect\nprint(len(inspect.stack()) > 1)"
-    execution = asyncio.run(execute(sandbox, runtime, [SourceFile("prog.py", probe.encode())],
-                                    run_limits=runtime.run.limits))
+    execution = asyncio.run(execute(sandbox, RunRequest(
+        runtime, (SourceFile("prog.py", probe.encode()),), runtime.run.limits)))
     assert execution.run is not None
     expected = b"True\n" if sandbox.config.warm_interpreters else b"False\n"
     assert execution.run.stdout == expected

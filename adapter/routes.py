@@ -1,0 +1,99 @@
+"""Every route of the service, declared once: its method and path, its handler, its OpenAPI
+operation. The app's routes, the route list of `GET /` and of a 404, and `/openapi.json` are
+all made from `ENDPOINTS`, so none can name a route another lacks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from . import openapi, session_api, status_api
+from .batch import post_batch
+from .execute_api import execute_code, piston_connect, piston_execute, piston_runtimes
+
+# Piston's v2 API is served under both: its own prefix, and where its client libraries point.
+PISTON_PREFIXES = ("/api/v2", "/api/v2/piston")
+WEBSOCKET = "WebSocket"
+# A path parameter's converter ({name:path}) is Starlette's matching, not part of the API.
+CONVERTER = re.compile(r"\{(\w+):\w+\}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route: `method` GET, POST, DELETE or WebSocket; `path` as Starlette matches it."""
+
+    method: str
+    path: str
+    handler: Callable[..., Awaitable[Any]]
+    operation: dict[str, Any]
+
+    @property
+    def documented_path(self) -> str:
+        return CONVERTER.sub(r"{\1}", self.path)
+
+    def route(self) -> BaseRoute:
+        if self.method == WEBSOCKET:
+            return WebSocketRoute(self.path, self.handler)
+        return Route(self.path, self.handler, methods=[self.method])
+
+
+def _piston() -> Iterator[Endpoint]:
+    for prefix in PISTON_PREFIXES:
+        yield Endpoint("GET", f"{prefix}/runtimes", piston_runtimes, openapi.PISTON_RUNTIMES)
+        yield Endpoint("POST", f"{prefix}/execute", piston_execute, openapi.PISTON_EXECUTE)
+        yield Endpoint(WEBSOCKET, f"{prefix}/connect", piston_connect, openapi.PISTON_CONNECT)
+
+
+# In matching order: Starlette takes the first route whose path matches.
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", "/", status_api.status, openapi.STATUS),
+    Endpoint("GET", "/health", status_api.health, openapi.HEALTH),
+    Endpoint("GET", "/metrics", status_api.metrics, openapi.METRICS),
+    Endpoint("GET", "/openapi.json", status_api.openapi, openapi.OPENAPI),
+    Endpoint("POST", "/code/execute", session_api.code_execute, openapi.CODE_EXECUTE),
+    Endpoint("POST", "/files/upload", session_api.files_upload, openapi.FILES_UPLOAD),
+    Endpoint("GET", "/files", session_api.files_list, openapi.FILES_LIST),
+    Endpoint("POST", "/files", session_api.files_post, openapi.FILES_POST),
+    Endpoint("GET", "/files/content/{name:path}", session_api.file_content,
+             openapi.FILE_CONTENT_LEGACY),
+    # {name:path}: a name with an encoded slash still reaches the handler, whose 400 says why,
+    # in the family's error shape (the legacy route above matches first).
+    Endpoint("GET", "/files/{name:path}/content", session_api.file_content,
+             openapi.FILE_CONTENT),
+    Endpoint("GET", "/files/{name:path}", session_api.file_info, openapi.FILE_INFO),
+    Endpoint("DELETE", "/files/{name:path}", session_api.file_delete, openapi.FILE_DELETE),
+    Endpoint("POST", "/executions", session_api.executions_post, openapi.EXECUTIONS_POST),
+    Endpoint("GET", "/executions/{id}", session_api.executions_get, openapi.EXECUTIONS_GET),
+    Endpoint("DELETE", "/session", session_api.session_delete, openapi.SESSION_DELETE),
+    Endpoint("POST", "/batch", post_batch, openapi.BATCH),
+    Endpoint("POST", "/{language}/execute", execute_code, openapi.LANGUAGE_EXECUTE),
+    *_piston(),
+)
+
+
+def starlette_routes() -> list[BaseRoute]:
+    return [endpoint.route() for endpoint in ENDPOINTS]
+
+
+def route_list(languages: Sequence[str]) -> list[str]:
+    """`METHOD /path` of every route, as `GET /` and a 404 list them."""
+    listed = []
+    for endpoint in ENDPOINTS:
+        line = f"{endpoint.method} {endpoint.documented_path}"
+        if "{language}" in endpoint.path:
+            line += f" for language in {', '.join(languages)}"
+        listed.append(line)
+    return listed
+
+
+def openapi_document(version: str, languages: Sequence[str]) -> dict[str, Any]:
+    """The OpenAPI document of every route; a WebSocket is documented as the GET that
+    upgrades."""
+    return openapi.openapi_document(
+        version, ((("GET" if endpoint.method == WEBSOCKET else endpoint.method),
+                   endpoint.documented_path, endpoint.operation) for endpoint in ENDPOINTS),
+        languages)
