@@ -81,16 +81,29 @@ def _timeout(service: Service, value: Any, path: str) -> float:
     return min(wanted, service.settings.max_wall_timeout_s)
 
 
-async def _cell(service: Service, session: Session, code: str, timeout_s: float) -> dict[str, Any]:
-    """Runs a cell in an admission slot; the parts both families' replies are made of."""
-    cell = await service.sessions.run(session, code, timeout_s, service.run_slot)
+def _image(base64_data: str) -> dict[str, Any]:
+    """An image result as Azure's code interpreter gives it."""
+    return {"type": "image", "format": "png", "base64_data": base64_data}
+
+
+async def _cell(service: Service, session: Session, code: str, timeout_s: float,
+                shell: bool = False) -> dict[str, Any]:
+    """Runs a cell (or a shell command) in an admission slot; the parts both families'
+    replies are made of. An image result (a figure, plt.show(), display() of a PNG) is
+    Azure's image object; every image of the cell is also in `images` (a field of ours, in a
+    reply only when the cell made one)."""
+    cell = await service.sessions.run(session, code, timeout_s, service.run_slot, shell=shell)
     stderr = text(cell.stderr)
     if cell.reset is not None:
         stderr += (f"\nThe session state was reset: {cell.reset}. Variables and imports are "
                    "gone; files are kept.\n")
     outcome = "ok" if cell.ok else ("session_reset" if cell.reset else "error")
-    service.metrics.observe_run("python-session", outcome, cell.wall_time_s)
-    return {"ok": cell.ok, "stdout": text(cell.stdout), "stderr": stderr, "result": cell.result,
+    service.metrics.observe_run("shell-session" if shell else "python-session", outcome,
+                                cell.wall_time_s)
+    result = (_image(cell.images[cell.result_image]) if cell.result_image is not None
+              else cell.result)
+    return {"ok": cell.ok, "stdout": text(cell.stdout), "stderr": stderr, "result": result,
+            "images": [_image(data) for data in cell.images], "exitCode": cell.exit_code,
             "ms": round(cell.wall_time_s * 1000), "reset": cell.reset,
             "stdoutTruncated": cell.stdout_truncated, "stderrTruncated": cell.stderr_truncated}
 
@@ -115,14 +128,17 @@ async def code_execute(request: Request) -> Response:
         if identifier is None:
             await sessions.end(session.identifier)
     request.state.outcome = "ok" if cell["ok"] else "failure"
-    return JSONResponse({"$id": "1", "properties": {
+    properties = {
         "$id": "2", "status": "Success" if cell["ok"] else "Failure",
         "stdout": cell["stdout"], "stderr": cell["stderr"],
         "result": cell["result"], "executionResult": cell["result"],
         "executionTimeInMilliseconds": cell["ms"],
         "stdoutTruncated": cell["stdoutTruncated"], "stderrTruncated": cell["stderrTruncated"],
         "sessionReset": cell["reset"] is not None, "sessionResetReason": cell["reset"],
-    }})
+    }
+    if cell["images"]:
+        properties["images"] = cell["images"]
+    return JSONResponse({"$id": "1", "properties": properties})
 
 
 def _legacy_files(files: list[FileInfo]) -> dict[str, Any]:
@@ -246,20 +262,32 @@ async def executions_post(request: Request) -> Response:
     _newer_errors(request)
     service = service_of(request)
     body = require_object(await read_json(request, service.settings.max_body_bytes), "body")
-    code = require_string(body.get("code"), "code")
+    # A shell session's command (LangChain's SessionsBashTool) or a Python cell.
+    shell = "shellCommand" in body and "code" not in body
+    code = (require_string(body.get("shellCommand"), "shellCommand") if shell
+            else require_string(body.get("code"), "code"))
     timeout_s = _timeout(service, body.get("timeoutInSeconds"), "timeoutInSeconds")
     identifier = require_identifier(request)
-    request.state.runtime = "python-session"
+    request.state.runtime = "shell-session" if shell else "python-session"
     session = await service.sessions.get(identifier)
     started = time.time()
-    cell = await _cell(service, session, code, timeout_s)
-    result = cell["result"]
+    cell = await _cell(service, session, code, timeout_s, shell=shell)
+    result: dict[str, Any] = {"stdout": cell["stdout"], "stderr": cell["stderr"],
+                              "executionResult": cell["result"],
+                              "executionTimeInMilliseconds": cell["ms"]}
+    if cell["images"]:
+        result["images"] = cell["images"]
+    if shell:
+        # As Azure's shell pools answer: the exit code, as a string, is the status.
+        exit_code = cell["exitCode"] if cell["exitCode"] is not None else -1
+        status = str(exit_code)
+        result = {"stdout": cell["stdout"], "stderr": cell["stderr"], "exitCode": exit_code,
+                  "executionTimeInMilliseconds": cell["ms"]}
+    else:
+        status = "Succeeded" if cell["ok"] else "Failed"
     execution = {
         "id": secrets.token_hex(16), "identifier": identifier,
-        "executionType": "Synchronous", "status": "Succeeded" if cell["ok"] else "Failed",
-        "result": {"stdout": cell["stdout"], "stderr": cell["stderr"],
-                   "executionResult": result,
-                   "executionTimeInMilliseconds": cell["ms"]},
+        "executionType": "Synchronous", "status": status, "result": result,
         "startedAt": _iso(started), "sessionReset": cell["reset"] is not None,
     }
     session.remember(execution)

@@ -277,7 +277,8 @@ class Sessions:
         return session
 
     async def run(self, session: Session, code: str, timeout_s: float,
-                  slot: Callable[[], contextlib.AbstractAsyncContextManager[None]]) -> CellResult:
+                  slot: Callable[[], contextlib.AbstractAsyncContextManager[None]],
+                  shell: bool = False) -> CellResult:
         """Runs a cell once the session's earlier cells are done, then in a run slot from
         `slot`: taken the other way round, cells queued behind one session's cell would hold
         slots that other sessions' cells could use."""
@@ -287,7 +288,7 @@ class Sessions:
             try:
                 async with slot():
                     return await session.kernel.run(code, timeout_s,
-                                                    self.cell_output_bytes())
+                                                    self.cell_output_bytes(), shell=shell)
             finally:
                 session.touch()
 

@@ -14,23 +14,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox import Jail, Limits, Process, RunResult, Sandbox, Stream
+from sandbox import Jail, Limits, Outcome, Process, RunResult, Sandbox, Stream
 
 from .errors import RuntimesError
 from .execution import BASE_ENV
 from .runtime import Runtime
 
-MARK_BYTES = 16
+# The longest frame the kernel sends: a reply with its result (1 MiB of JSON at most) and its
+# images (8 MiB of base64 at most); anything longer is not the kernel's.
+MAX_FRAME_BYTES = 16 << 20
+FRAME_HEADER = struct.Struct(">cI")
+# Output a cell may write past its cap and still end normally, truncated.
+FLOOD_SLACK_BYTES = 4096
+FRAME_TAGS = {b"o": Stream.STDOUT, b"e": Stream.STDERR, b"r": None}
 
 
 @dataclass(frozen=True)
 class CellResult:
-    """One cell's outcome. `reset` says why the session's state was lost, if it was."""
+    """One cell's outcome. `reset` says why the session's state was lost, if it was.
+    `images`: the PNG images (base64) the cell displayed, returned or plotted, in order;
+    `result_image`: which of them is the cell's result (then `result` is ""). `exit_code`: a
+    shell command's."""
 
     ok: bool
     stdout: bytes
@@ -40,55 +49,77 @@ class CellResult:
     reset: str | None = None
     stdout_truncated: bool = False
     stderr_truncated: bool = False
+    images: tuple[str, ...] = ()
+    result_image: int | None = None
+    exit_code: int | None = None
+
+
+class Frames:
+    """Splits the kernel's stdout into its frames (see python_kernel.py); holds at most one
+    incomplete frame. `bad` once something arrived that the kernel never sends."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.bad = False
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        if self.bad:
+            return []
+        self.buffer += data
+        frames = []
+        while len(self.buffer) >= FRAME_HEADER.size:
+            tag, length = FRAME_HEADER.unpack_from(self.buffer)
+            if tag not in FRAME_TAGS or length > MAX_FRAME_BYTES:
+                self.bad = True
+                self.buffer.clear()
+                break
+            end = FRAME_HEADER.size + length
+            if len(self.buffer) < end:
+                break
+            frames.append((tag, bytes(self.buffer[FRAME_HEADER.size:end])))
+            del self.buffer[:end]
+        return frames
 
 
 class _Cell:
     """What the kernel has said so far about the running cell."""
 
-    def __init__(self, mark: bytes, max_output_bytes: int) -> None:
-        self.mark = mark
+    def __init__(self, max_output_bytes: int) -> None:
         self.cap = max_output_bytes
         self.buffers = {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}
-        self.done = {Stream.STDOUT: False, Stream.STDERR: False}
         self.reply: dict[str, Any] | None = None
         self.finished = asyncio.Event()
         self.flooded = False
         self.garbled = False
 
-    def feed(self, stream: Stream, data: bytes) -> None:
-        if self.done[stream]:
-            return  # a child the cell left behind, writing after the cell ended
+    def output(self, stream: Stream, data: bytes) -> None:
         buffer = self.buffers[stream]
-        buffer += data
-        at = buffer.find(self.mark)
-        if at >= 0:
-            end = buffer.find(b"\n", at)
-            if end < 0:
-                return  # the rest of the marker's line is still coming
-            if stream is Stream.STDOUT:
-                self.reply = self._reply(bytes(buffer[at + len(self.mark):end]))
-            del buffer[at:]
-            self.done[stream] = True
-            if all(self.done.values()):
-                self.finished.set()
-        elif len(buffer) > self.cap + len(self.mark) + 4096:
+        # A little past the cap is truncated; far past it, the cell is flooding.
+        room = self.cap + FLOOD_SLACK_BYTES + 1 - len(buffer)
+        if room > 0:
+            buffer += data[:room]
+        if len(buffer) > self.cap + FLOOD_SLACK_BYTES:
             self.flooded = True
             self.finished.set()
 
-    def _reply(self, line: bytes) -> dict[str, Any] | None:
-        """The kernel's reply after the marker. Only the kernel knows the marker, but where
-        nothing keeps a cell from reading its own /proc/self/environ a cell could forge one:
-        what the kernel would never write (not JSON, or a lone surrogate that could not be sent
-        on as UTF-8) marks the kernel as garbled, and the session resets."""
+    def replied(self, payload: bytes) -> None:
+        """The kernel's reply. What the kernel would never write (not a JSON object, or a
+        lone surrogate that could not be sent on as UTF-8) marks the kernel as garbled, and
+        the session resets."""
         try:
-            reply = json.loads(line)
+            reply = json.loads(payload)
             json.dumps(reply, ensure_ascii=False).encode()
         except ValueError:  # UnicodeEncodeError is one
             reply = None
         if not isinstance(reply, dict):
             self.garbled = True
-            return None
-        return reply
+        else:
+            self.reply = reply
+        self.finished.set()
+
+    def broken(self) -> None:
+        self.garbled = True
+        self.finished.set()
 
 
 def _how(ended: asyncio.Task[RunResult]) -> str:
@@ -113,7 +144,7 @@ class InterpreterSession:
         self.process: Process | None = None
         self.ended: asyncio.Task[RunResult] | None = None
         self.cell: _Cell | None = None
-        self.mark = b""
+        self.frames = Frames()
         # Output between cells: counted, never kept, and past `idle_cap` the kernel is killed.
         self.idle_bytes = 0
         self.idle_cap = 0
@@ -127,40 +158,66 @@ class InterpreterSession:
         values = {**self.runtime.executables, "workdir": str(self.jail.path),
                   "kernel": stage.kernel}
         argv = [arg.format(**values) for arg in stage.argv]
-        # Control characters a program rarely prints, and no NUL: it travels in the environment.
-        self.mark = b"\x1e" + secrets.token_hex(MARK_BYTES).encode() + b"\x1f"
         env = {name: value.format(workdir=self.jail.path)
                for name, value in {**BASE_ENV, **stage.env}.items()}
-        env["SESSION_MARK"] = self.mark.decode()
         if self.files_at:
             env["SESSION_FILES_AT"] = self.files_at
+        # No per-process address-space limit: the scientific stack a kernel imports (OpenBLAS,
+        # pandas, matplotlib) reserves far more than it touches. The session's memory bound
+        # over all its processes (its cgroup, or the launcher's measuring) still holds.
         self.process = await self.jail.start(argv, env, self.limits, self.runtime.read_paths,
-                                             also_at=self.files_at)
+                                             also_at=self.files_at, address_space=False)
         await self.process.write_stdin(b"")
         self.idle_bytes = 0
+        self.frames = Frames()
         # Each chunk goes to the waiting cell (or is counted and dropped between cells): none
         # is kept for the kernel's whole life.
         self.ended = asyncio.create_task(self.process.wait(self._on_output, keep_output=False))
 
     def _on_output(self, stream: Stream, data: bytes) -> None:
+        if stream is Stream.STDERR:
+            # Not framed: the kernel's own last words (an interpreter that failed to start).
+            self._deliver(Stream.STDERR, data)
+            return
+        for tag, payload in self.frames.feed(data):
+            target = FRAME_TAGS[tag]
+            if target is not None:
+                self._deliver(target, payload)
+            elif self.cell is not None:
+                self.cell.replied(payload)
+            else:
+                self._lose("the kernel replied with no cell running")
+        if self.frames.bad:
+            if self.cell is not None:
+                self.cell.broken()
+            else:
+                self._lose("the kernel's output was unreadable")
+
+    def _deliver(self, stream: Stream, data: bytes) -> None:
         if self.cell is not None:
-            self.cell.feed(stream, data)
+            self.cell.output(stream, data)
             return
         # Nobody waits for it: dropped. A kernel that keeps printing would otherwise keep the
         # service reading (and, below it, buffering) without end.
         self.idle_bytes += len(data)
-        if self.idle_bytes > self.idle_cap and self.killing is None and self.lost is None:
-            self.lost = f"the kernel printed more than {self.idle_cap} bytes between cells"
+        if self.idle_bytes > self.idle_cap:
+            self._lose(f"the kernel printed more than {self.idle_cap} bytes between cells")
+
+    def _lose(self, why: str) -> None:
+        if self.killing is None and self.lost is None:
+            self.lost = why
             self.killing = asyncio.create_task(self._kill())
 
     async def _kill(self) -> None:
         if self.process is not None and self.ended is not None and not self.ended.done():
             await self.process.send_signal(9)
 
-    async def run(self, code: str, timeout_s: float, max_output_bytes: int) -> CellResult:
-        """Runs one cell; the session's state carries over unless the result says `reset` (a
-        cell that ran in a fresh kernel because the last one was lost between cells succeeds
-        with `reset` saying why)."""
+    async def run(self, code: str, timeout_s: float, max_output_bytes: int,
+                  shell: bool = False) -> CellResult:
+        """Runs one cell (`shell`: one shell command, in the session's shell state); the
+        session's state carries over unless the result says `reset` (a cell that ran in a
+        fresh kernel because the last one was lost between cells succeeds with `reset` saying
+        why)."""
         lost = None
         if self.process is not None and self.ended is not None and (
                 self.ended.done() or self.killing is not None):
@@ -173,9 +230,10 @@ class InterpreterSession:
             await self._start()
         assert self.process is not None and self.ended is not None
         self.idle_cap = max_output_bytes
-        cell = self.cell = _Cell(self.mark, max_output_bytes)
+        cell = self.cell = _Cell(max_output_bytes)
         started = time.monotonic()
-        await self.process.write_stdin(json.dumps({"code": code}).encode() + b"\n")
+        request = {"shell": code} if shell else {"code": code}
+        await self.process.write_stdin(json.dumps(request).encode() + b"\n")
         finished = asyncio.create_task(cell.finished.wait())
         try:
             await asyncio.wait({finished, self.ended}, timeout=timeout_s,
@@ -196,7 +254,10 @@ class InterpreterSession:
         elif not cell.finished.is_set():
             if self.ended.done():
                 result = self.ended.result()
-                reset = f"the kernel ended ({result.outcome.value})"
+                # Killed by its memory bound (no MemoryError to report: its address space is
+                # not limited), it ran out of memory all the same.
+                reset = ("the kernel ran out of memory" if result.outcome is Outcome.MEMORY_LIMIT
+                         else f"the kernel ended ({result.outcome.value})")
             else:
                 reset = f"the cell did not finish within {timeout_s:g} s"
         if reset is not None:
@@ -205,8 +266,17 @@ class InterpreterSession:
                               truncated[Stream.STDOUT], truncated[Stream.STDERR])
         reply = cell.reply or {}
         self.idle_bytes = 0
+        images = reply.get("images") or []
+        result_image = reply.get("result_image")
+        exit_code = reply.get("exit_code")
+        if not (isinstance(images, list) and all(isinstance(i, str) for i in images)):
+            images = []
+        if not (isinstance(result_image, int) and 0 <= result_image < len(images)):
+            result_image = None
         return CellResult(bool(reply.get("ok")), stdout, stderr, reply.get("result", ""), wall,
-                          lost, truncated[Stream.STDOUT], truncated[Stream.STDERR])
+                          lost, truncated[Stream.STDOUT], truncated[Stream.STDERR],
+                          tuple(images), result_image,
+                          exit_code if isinstance(exit_code, int) else None)
 
     async def _stop(self) -> None:
         """Kills the kernel and everything it started; the jail and its files stay."""

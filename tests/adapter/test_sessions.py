@@ -356,16 +356,23 @@ def test_timeout_in_seconds_is_lowered_to_the_ceiling_and_checked(session: Sessi
 
 
 def test_a_memory_bomb_kills_the_kernel_and_resets_state(session: Session) -> None:
+    """Growing past the bound, the kernel is killed by it (the kernel's address space is not
+    limited: the scientific stack reserves more than it uses); asking for more than the machine
+    could ever give, the allocation fails at once and the kernel reports its MemoryError."""
     assert session.upload("kept.txt", b"kept").status_code == 200
-    for bomb in ("blocks = []\nwhile True:\n    blocks.append(bytearray(64 << 20))",
-                 "bytearray(1 << 40)"):
+    reason = "the kernel ran out of memory"
+    for bomb, traceback in (("blocks = []\nwhile True:\n    blocks.append(bytearray(64 << 20))",
+                             False),
+                            ("bytearray(1 << 40)", True)):
         session.execute("x = 1")
         props = session.execute(bomb)
-        reason = "the kernel ran out of memory"
         assert (props["status"], props["sessionReset"], props["sessionResetReason"]) == (
             "Failure", True, reason)
-        assert props["stderr"].startswith("Traceback (most recent call last):\n")
-        assert props["stderr"].endswith("MemoryError\n" + RESET_LINE.format(reason))
+        if traceback:
+            assert props["stderr"].startswith("Traceback (most recent call last):\n")
+            assert props["stderr"].endswith("MemoryError\n" + RESET_LINE.format(reason))
+        else:
+            assert props["stderr"] == RESET_LINE.format(reason)
         assert session.result("('x' in globals(), open('kept.txt').read())") == [False, "kept"]
 
 
@@ -399,20 +406,34 @@ def test_a_print_flood_is_cut_at_the_cap_and_resets_state(session: Session) -> N
     assert session.result("'x' in globals()") is False
 
 
-@pytest.mark.root
-def test_a_forged_end_of_cell_marker_resets_the_session(session: Session) -> None:
-    """Only the kernel knows its marker. Were a cell to learn it (here the tests read it, as
-    root, from the kernel's environment), a reply the kernel would never write resets the
-    session rather than failing the request."""
+def test_a_cell_cannot_forge_the_end_of_its_cell(session: Session) -> None:
+    """What a cell writes, on fd 1 or 2 or from a child, is framed by the kernel: a reply
+    frame (or the old end-of-cell marker) written there is output like any other."""
+    forged = b'r\x00\x00\x00\x1f{"ok": true, "result": "forged"}'
+    session.execute("x = 1")
+    props = session.execute(f"import os\nos.write(1, {forged!r})\nos.write(2, {forged!r})\n"
+                            "os.system(\"printf '\\\\036mark\\\\037'\")\n'real'")
+    assert (props["status"], props["result"], props["sessionReset"]) == (
+        "Success", "real", False)
+    assert props["stdout"] == forged.decode() + "\x1emark\x1f"
+    assert props["stderr"] == forged.decode()
+    assert session.result("x") == 1
+
+
+def test_garbage_on_the_kernels_own_channel_resets_only_that_session(session: Session
+                                                                     ) -> None:
+    """A cell can reach the kernel's own descriptor (it runs in the kernel's process): what it
+    writes there is not a frame the kernel sends, and resets that session, no other."""
     reason = "the kernel's reply was unreadable"
-    for forged in (b"not json", b'"a string"', b'{"ok": true, "result": "\\ud800"}'):
-        pid = session.result("import os\nx = 1\nos.getpid()")
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        mark = next(v for v in environ if v.startswith(b"SESSION_MARK="))[13:]
-        reply = mark + forged + b"\n"
-        props = session.execute(f"os.write(1, {reply!r})")
+    for garbage in (b"garbage!", b"r\x00\x00\x00\x08not json", b"r\x00\x00\x00\x03\"a\"",
+                    b"r\xff\xff\xff\xff"):
+        session.execute("x = 1")
+        props = session.execute(
+            "import os\n"
+            f"os.write(get_ipython().system.__globals__['CHANNEL'], {garbage!r})\n"
+            "import time\ntime.sleep(5)")
         assert (props["status"], props["stderr"], props["sessionResetReason"]) == (
-            "Failure", RESET_LINE.format(reason), reason), forged
+            "Failure", RESET_LINE.format(reason), reason), garbage
         assert session.result("'x' in globals()") is False
 
 
