@@ -164,10 +164,10 @@ def is_figure(value: object) -> bool:
 
 
 def make_shell() -> Any:
+    from IPython.core import interactiveshell
     from IPython.core.compilerop import CachingCompiler
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
-    from IPython.core import interactiveshell
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.core.profiledir import ProfileDir
     from traitlets.config import Config

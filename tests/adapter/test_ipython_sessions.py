@@ -8,13 +8,14 @@ import base64
 import json
 import secrets
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import pytest
 
 from ..utils import Server, assert_nothing_left
-from .test_sessions import NEWER, Session, new_session  # noqa: F401 - a fixture
+from .test_sessions import NEWER, Session, sessions_of
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -23,6 +24,12 @@ with warnings.catch_warnings():
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STACK = ("numpy", "pandas", "matplotlib", "scipy", "sklearn", "sympy", "IPython")
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title('squares')\nplt.show()"
+
+
+@pytest.fixture
+def new_session(server: Server) -> Iterator[Callable[..., Session]]:
+    with sessions_of(server) as make:
+        yield make
 
 
 def is_png_image(value: Any) -> bool:
