@@ -215,3 +215,52 @@ def test_langchain_bash_tool(server: Server) -> None:
     finally:
         tool.delete_session()
     assert_nothing_left(server)
+
+
+# ---- hostile cells -----------------------------------------------------------------------------
+
+def test_shell_escapes_have_no_network(new_session: Callable[..., Session]) -> None:
+    session = new_session()
+    props = execute(session, "!bash -c 'exec 3<>/dev/tcp/127.0.0.1/80 && echo connected'\n"
+                             "_exit_code")
+    assert props["status"] == "Success" and props["result"] != 0
+    assert "connected" not in props["stdout"]
+    props = execute(session, "import socket\n"
+                             "try:\n    socket.create_connection(('127.0.0.1', 80), 2)\n"
+                             "    r = 'connected'\n"
+                             "except OSError as e:\n    r = type(e).__name__\nr")
+    assert props["result"] in ("PermissionError", "OSError", "ConnectionRefusedError"), props
+    assert props["result"] != "connected"
+
+
+def test_a_session_cannot_reach_another_sessions_files(new_session: Callable[..., Session]
+                                                        ) -> None:
+    owner, other = new_session(), new_session()
+    owner.upload("secret.txt", b"the owner's")
+    folder = owner.result("import os\nos.getcwd()")
+    for cell in (f"open({folder + '/secret.txt'!r}).read()",
+                 f"!cat {folder}/secret.txt",
+                 f"import os\nos.listdir({folder!r})"):
+        props = execute(other, cell)
+        assert "the owner's" not in json.dumps(props), (cell, props)
+        assert "secret.txt" not in json.dumps(props["result"]), (cell, props)
+    assert owner.content("secret.txt").content == b"the owner's"
+
+
+@pytest.mark.root
+def test_a_fork_bomb_from_a_shell_escape_resets_only_its_session(
+        server: Server, new_session: Callable[..., Session]) -> None:
+    # Only as root: the session's own uid and RLIMIT_NPROC bound the bomb.
+    bystander = new_session()
+    bystander.execute("y = 2")
+    session = new_session()
+    props = execute(session, "!bash -c ':(){ :|:& };:'")
+    # The escape's bash returns at once (the bomb runs in the background, bounded by the
+    # session's process limit); its processes are the session's own, gone with it (the
+    # fixture checks that nothing is left); the service keeps answering, and another session
+    # keeps its state.
+    assert props["status"] == "Success", props
+    assert bystander.result("y") == 2
+    session.end()
+    response = server.post("/python/execute", {"properties": {"code": "print('still here')"}})
+    assert response.json()["properties"]["stdout"] == "still here\n"
