@@ -264,3 +264,25 @@ def test_a_fork_bomb_from_a_shell_escape_resets_only_its_session(
     session.end()
     response = server.post("/python/execute", {"properties": {"code": "print('still here')"}})
     assert response.json()["properties"]["stdout"] == "still here\n"
+
+
+def test_llamaindex_saves_the_plot_it_gets_back(server: Server, tmp_path: Any) -> None:
+    from llama_index.tools.azure_code_interpreter import AzureCodeInterpreterToolSpec
+
+    spec = AzureCodeInterpreterToolSpec(pool_management_endpoint=server.url,
+                                        session_id=f"llama-{secrets.token_hex(4)}",
+                                        local_save_path=str(tmp_path))
+    spec.access_token_provider = lambda: "not-checked"  # the service checks no token
+    reply = spec.code_interpreter(PLOT)
+    assert reply["properties"]["result"] == {"type": "image", "format": "png",
+                                             "saved_to_local_path": True}
+    [saved] = list(tmp_path.iterdir())
+    assert saved.read_bytes().startswith(PNG_SIGNATURE)
+    listed = spec.code_interpreter("import importlib.metadata\n"
+                                   "sorted(d.metadata['Name'].lower() for d in "
+                                   "importlib.metadata.distributions())")
+    # What AutoGen's and others' package listings read: the stack is there.
+    assert {"numpy", "pandas", "matplotlib", "scipy", "scikit-learn", "sympy"} <= set(
+        listed["properties"]["result"])
+    httpx.delete(f"{server.url}/session", params={"identifier": spec.session_id}, timeout=60)
+    assert_nothing_left(server)
