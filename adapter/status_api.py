@@ -32,6 +32,7 @@ async def status(request: Request) -> Response:
                 "sourceFile": entry.runtime.source_file,
                 "extensions": list(entry.runtime.extensions),
                 "compiled": entry.runtime.compiled,
+                "libraries": dict(entry.runtime.libraries),
                 "selfTest": ({"passed": entry.selftest.passed, "detail": entry.selftest.detail}
                              if entry.selftest else None),
                 "warmInterpreter": warm_status(entry.warm),

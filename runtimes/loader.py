@@ -24,7 +24,7 @@ BUILTIN_DIR = Path(__file__).resolve().parent
 LIST_PLACEHOLDERS = ("{args...}", "{sources...}")
 FIXED_PLACEHOLDERS = ("workdir", "source")
 TOP_KEYS = {"name", "aliases", "source_file", "compile_sources", "executables", "version",
-            "compile", "run", "selftest", "read_paths", "runtime", "session"}
+            "compile", "run", "selftest", "read_paths", "runtime", "session", "libraries"}
 STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers", "file_size_error_markers", "outputs",
               "precompiled", "warm"}
 VERSION_TIMEOUT_S = 20
@@ -182,6 +182,34 @@ def _read_version(reader: _Reader, executables: Mapping[str, str]) -> str:
     return match.group(1) if match.groups() else match.group(0)
 
 
+def _read_libraries(reader: _Reader, executables: Mapping[str, str]
+                    ) -> tuple[tuple[str, str], ...]:
+    """The libraries installed for the runtime's programs, as `[libraries].argv` prints them:
+    one `name version` line each (those not installed are simply not printed)."""
+    table = reader.sub("libraries", required=False)
+    if table is None:
+        return ()
+    table.check_keys({"argv"})
+    argv = table.str_list("argv", empty=False)
+    for i, arg in enumerate(argv):
+        _check_template(table, f"argv[{i}]", arg, executables)
+    argv = [arg.format(workdir="", source="", **executables) for arg in argv]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=VERSION_TIMEOUT_S,
+                              env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
+                              stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise table.fail("argv", f"could not run {argv}: {exc}") from exc
+    if done.returncode != 0:
+        raise table.fail("argv", f"{argv} failed: {done.stderr.strip()[-200:]!r}")
+    found = []
+    for line in done.stdout.splitlines():
+        name, _, version = line.strip().partition(" ")
+        if name and version:
+            found.append((name, version.strip()))
+    return tuple(found)
+
+
 def _read_paths(reader: _Reader, executables: Mapping[str, str]) -> tuple[str, ...]:
     """What the runtime's programs may read and execute under Landlock: absolute folders or
     files, which must hold every resolved executable."""
@@ -245,6 +273,7 @@ def load_runtime(path: Path) -> Runtime:
         read_paths=read_paths,
         toolchain=reader.text("runtime") if "runtime" in data else None,
         session=_read_session(reader, path, executables) if "session" in data else None,
+        libraries=_read_libraries(reader, executables),
         selftest=SelfTest(code=selftest.text("code"), stdout=str(selftest.table.get("stdout", "")),
                           stdin=str(selftest.table.get("stdin", ""))),
         path=path,

@@ -81,6 +81,8 @@ class Runtime:
     toolchain: str | None = None  # e.g. "gcc" for c++; the TOML key is `runtime`
     session: SessionStage | None = None
     path: Path | None = None
+    # (name, version) of the libraries installed for its programs (the TOML's [libraries])
+    libraries: tuple[tuple[str, str], ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:

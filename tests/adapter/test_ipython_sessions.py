@@ -286,3 +286,13 @@ def test_llamaindex_saves_the_plot_it_gets_back(server: Server, tmp_path: Any) -
         listed["properties"]["result"])
     httpx.delete(f"{server.url}/session", params={"identifier": spec.session_id}, timeout=60)
     assert_nothing_left(server)
+
+
+def test_the_status_lists_the_installed_libraries(server: Server) -> None:
+    with server.client() as client:
+        runtimes = {entry["language"]: entry for entry in client.get("/").json()["runtimes"]}
+    libraries = runtimes["python"]["libraries"]
+    assert {"numpy", "pandas", "matplotlib", "scipy", "scikit-learn", "sympy",
+            "ipython"} <= set(libraries)
+    assert all(version[0].isdigit() for version in libraries.values()), libraries
+    assert runtimes["c++"]["libraries"] == {}
