@@ -89,7 +89,12 @@ def test_the_scientific_stack_imports_in_sessions_and_runs(server: Server,
                                                            ) -> None:
     code = ("import importlib\n"
             f"[importlib.import_module(m).__name__ for m in {list(STACK)!r}]")
-    assert new_session().result(code) == list(STACK)
+    session = new_session()
+    assert session.result(code) == list(STACK)
+    # What AutoGen's package listing reads (pkg_resources) shows them too.
+    listed = session.result("import pkg_resources\n"
+                            "sorted(d.project_name.lower() for d in pkg_resources.working_set)")
+    assert {"numpy", "pandas", "matplotlib", "scipy", "scikit-learn", "sympy"} <= set(listed)
     # A plain run too, under a run's default limits (one BLAS thread: the process limit).
     script = ("import numpy, pandas, scipy.linalg, sklearn.linear_model, sympy\n"
               "import matplotlib.pyplot as plt\n"
