@@ -11,7 +11,7 @@ from runtimes import RunRequest, source_files, stage_limits
 from . import piston
 from .azure import parse_execute, render_execution
 from .body import read_json
-from .errors import UnsupportedMediaType
+from .errors import BadRequest, MethodNotAllowed, UnsupportedMediaType
 from .piston_socket import PistonSocket
 from .render import outcome_name
 from .service import service_of
@@ -25,15 +25,36 @@ async def piston_runtimes(request: Request) -> Response:
 async def piston_execute(request: Request) -> Response:
     """POST /api/v2/execute: one job in Piston's request and reply format."""
     service = service_of(request)
-    # Piston refuses anything but JSON before looking at the body; clients rely on the 415.
-    if not request.headers.get("content-type", "").startswith("application/json"):
-        raise UnsupportedMediaType("requests must be of type application/json")
-    job = piston.parse_job(await read_json(request, service.settings.max_body_bytes),
-                           service.runtimes.registry, service.settings.ceilings())
+    declared_json = request.headers.get("content-type", "").startswith("application/json")
+    try:
+        body = await read_json(request, service.settings.max_body_bytes)
+    except BadRequest:
+        # A body that is JSON is taken whatever its declared type: npm's piston-client and
+        # pistonpy send theirs as text/plain or untyped. One that is not keeps Piston's 415.
+        if not declared_json:
+            raise UnsupportedMediaType("requests must be of type application/json") from None
+        raise
+    job = piston.parse_job(body, service.runtimes.registry, service.settings.ceilings())
     request.state.runtime = job.runtime.name
     execution = await service.execute(job)
     request.state.outcome = outcome_name(execution)
     return JSONResponse(piston.render_execution(execution))
+
+
+async def piston_packages(request: Request) -> Response:
+    """GET /api/v2/packages: the runtimes as Piston's installed packages, for its CLI."""
+    return JSONResponse([
+        {"language": runtime.name, "language_version": runtime.version, "installed": True}
+        for runtime in service_of(request).runtimes])
+
+
+async def piston_package_change(request: Request) -> Response:
+    """POST and DELETE /api/v2/packages: runtimes are part of the image."""
+    error = MethodNotAllowed(f"{request.method} {request.url.path}: packages cannot be "
+                             "installed or uninstalled here; the runtimes are part of the "
+                             "service's image (GET lists them)")
+    error.headers["Allow"] = "GET"
+    raise error
 
 
 async def piston_connect(websocket: WebSocket) -> None:

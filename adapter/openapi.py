@@ -291,6 +291,15 @@ PISTON_CONNECT = {
                    "data (stream stdin, data, eof), signal. Server messages: runtime, "
                    "stage, data, exit, error. Close codes 4999 done, 4000-4005 errors.",
     "responses": {"101": {"description": "switching to the WebSocket protocol"}}}
+PISTON_PACKAGES = {
+    "summary": "Piston: the runtimes as installed packages",
+    "responses": {"200": _json({"type": "array", "items": {
+        "type": "object", "required": ["language", "language_version", "installed"],
+        "properties": {"language": {"type": "string"}, "language_version": {"type": "string"},
+                       "installed": {"type": "boolean"}}}}, "every runtime")}}
+PISTON_PACKAGE_CHANGE = {
+    "summary": "Piston: install or uninstall a package (refused: runtimes are in the image)",
+    "responses": _errors(405)}
 FILES_UPLOAD = _session_op("Session files (legacy): upload", SESSION_OK, body=UPLOAD)
 FILES_LIST = _session_op("Session files: list", SESSION_OK)
 FILES_POST = _session_op("Session files (newer): upload", SESSION_OK, body=UPLOAD)

@@ -13,7 +13,14 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from . import openapi, session_api, status_api
 from .batch import post_batch
-from .execute_api import execute_code, piston_connect, piston_execute, piston_runtimes
+from .execute_api import (
+    execute_code,
+    piston_connect,
+    piston_execute,
+    piston_package_change,
+    piston_packages,
+    piston_runtimes,
+)
 
 # Piston's v2 API is served under both: its own prefix, and where its client libraries point.
 PISTON_PREFIXES = ("/api/v2", "/api/v2/piston")
@@ -46,6 +53,10 @@ def _piston() -> Iterator[Endpoint]:
         yield Endpoint("GET", f"{prefix}/runtimes", piston_runtimes, openapi.PISTON_RUNTIMES)
         yield Endpoint("POST", f"{prefix}/execute", piston_execute, openapi.PISTON_EXECUTE)
         yield Endpoint(WEBSOCKET, f"{prefix}/connect", piston_connect, openapi.PISTON_CONNECT)
+        yield Endpoint("GET", f"{prefix}/packages", piston_packages, openapi.PISTON_PACKAGES)
+        for method in ("POST", "DELETE"):
+            yield Endpoint(method, f"{prefix}/packages", piston_package_change,
+                           openapi.PISTON_PACKAGE_CHANGE)
 
 
 # In matching order: Starlette takes the first route whose path matches.

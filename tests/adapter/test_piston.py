@@ -350,19 +350,50 @@ def test_each_bad_request_gets_pistons_exact_message(app_client: TestClient,
 
 @pytest.mark.parametrize("prefix", ROUTE_PREFIXES)
 @pytest.mark.parametrize("headers", [
-    {"content-type": "text/plain"},
-    {},  # no content type at all
+    {"content-type": "text/plain"},  # npm's piston-client (node-fetch with a string body)
+    {},  # no content type at all (pistonpy: requests with data=)
     {"content-type": "application/x-www-form-urlencoded"},
     {"content-type": "multipart/form-data; boundary=x"},
     {"content-type": "text/json"},
 ])
-def test_a_body_not_declared_json_is_415(app_client: TestClient, prefix: str,
-                                         headers: dict[str, str]) -> None:
-    # The same body as JSON would run: only the declared type is refused.
+def test_a_json_body_runs_whatever_its_declared_type(app_client: TestClient, prefix: str,
+                                                     headers: dict[str, str]) -> None:
     request = app_client.build_request("POST", f"{prefix}/execute", content=json.dumps(GOOD),
                                        headers=headers)
     assert request.headers.get("content-type") == headers.get("content-type")
-    assert_error(app_client.send(request), 415, "requests must be of type application/json")
+    response = app_client.send(request)
+    assert response.status_code == 200, response.text
+    assert response.json()["run"]["code"] == 0
+
+
+@pytest.mark.parametrize("headers", [{"content-type": "text/plain"}, {}])
+def test_a_body_that_is_not_json_and_not_declared_json_is_415(app_client: TestClient,
+                                                              headers: dict[str, str]) -> None:
+    response = app_client.post(EXECUTE, content=b"language=python&files=print(1)",
+                               headers=headers)
+    assert_error(response, 415, "requests must be of type application/json")
+
+
+def test_a_body_declared_json_that_is_not_is_400(app_client: TestClient) -> None:
+    response = app_client.post(EXECUTE, content=b"{not json",
+                               headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("the request body is not valid JSON")
+
+
+@pytest.mark.parametrize("prefix", ROUTE_PREFIXES)
+def test_packages_list_the_runtimes_and_refuse_changes(app_client: TestClient,
+                                                       prefix: str) -> None:
+    listed = app_client.get(f"{prefix}/packages").json()
+    runtimes = app_client.get(f"{prefix}/runtimes").json()
+    assert listed == [{"language": r["language"], "language_version": r["version"],
+                       "installed": True} for r in runtimes]
+    for method in ("POST", "DELETE"):
+        response = app_client.request(method, f"{prefix}/packages",
+                                      json={"language": "python", "version": "3.11"})
+        assert response.status_code == 405
+        assert "the runtimes are part of the service's image" in response.json()["message"]
+        assert response.headers["allow"] == "GET"
 
 
 def test_form_encoded_body_is_415(app_client: TestClient) -> None:

@@ -1,12 +1,18 @@
-"""An existing Piston client library, unchanged, against the real service: piston_rspy (the
-Python binding of the Rust client piston_rs) pointed at our base URL instead of Piston's."""
+"""Existing Piston client libraries, unchanged, against the real service, pointed at our base
+URL instead of Piston's: piston_rspy (the Python binding of the Rust client piston_rs),
+pistonpy, and npm's piston-client (run by node)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import subprocess
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
+import httpx
 import piston_rspy
 import pytest
 
@@ -103,3 +109,51 @@ def test_request_error_reaches_the_user_verbatim(server: Server) -> None:
     response = execute(server, executor)
     assert (response.status, response.is_err()) == (400, True)
     assert response.run.stderr == '400 Bad Request: {"message":"cobol-* runtime is unknown"}'
+
+
+# ---- clients that send their JSON untyped or as text/plain -------------------------------------
+
+NODE_CLIENT = Path(__file__).resolve().parents[2] / ".npm" / "node_modules" / "piston-client"
+
+
+def test_pistonpy_runs_and_lists(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pistonpy posts `data=json.dumps(...)` with no Content-Type. Its endpoint is written into
+    the library (Piston's public instance): pointing it at ours is the only change."""
+    import pistonpy.models
+    from pistonpy import PistonApp
+
+    endpoint = server.url + "/api/v2/piston"
+    original = pistonpy.models.GetOutput.__init__
+
+    def aimed(self: Any, payload: dict[str, Any]) -> None:
+        original(self, payload)
+        self._endpoint = endpoint + "/execute"
+
+    monkeypatch.setattr(pistonpy.models.GetOutput, "__init__", aimed)
+    app = PistonApp()
+    app._endpoint = endpoint
+    assert app.languages["python"] == next(
+        r["version"] for r in httpx.get(endpoint + "/runtimes", timeout=30).json()
+        if r["language"] == "python")
+    output = app.run(language="python", version="3", code="print(input() * 2)", input="ab")
+    assert output["run"]["stdout"] == "abab\n", output
+    assert_nothing_left(server)
+
+
+def test_npm_piston_client_runs(server: Server) -> None:
+    """npm's piston-client posts JSON.stringify(body) through node-fetch: text/plain. (node
+    and the client come with scripts/install.)"""
+    assert shutil.which("node") and NODE_CLIENT.is_dir(), "run scripts/install first"
+    script = (f"import piston from {json.dumps(str(NODE_CLIENT / 'index.js'))};\n"
+              f"const client = piston({{server: {json.dumps(server.url)}}});\n"
+              "const runtimes = await client.runtimes();\n"
+              "const result = await client.execute('python', "
+              "'import sys; print(sys.argv[1:])', {args: ['x', 'y']});\n"
+              "console.log(JSON.stringify({runtimes: runtimes.map(r => r.language), result}));\n")
+    done = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    assert "python" in reply["runtimes"]
+    assert reply["result"]["run"]["stdout"] == "['x', 'y']\n", reply
+    assert_nothing_left(server)
