@@ -11,8 +11,9 @@ of its own and judged against its expected output.
 service's ceilings. Verdicts, checked in this order: `time_limit` (wall clock or CPU time),
 `memory_limit`, `output_limit` (stdout or stderr over the cap, a file over the size limit, the
 working directory full), `runtime_error` (a fatal signal or a non-zero exit code: `detail`
-names it), then against `expected_output`: `accepted` or `wrong_answer` (trailing whitespace of
-each line and trailing blank lines do not count, as in Judge0); `ran` when the case has no
+names it), then against `expected_output`: `accepted` or `wrong_answer`, as the batch's
+`checker` compares (adapter/checkers.py; by default trailing whitespace of each line and
+trailing blank lines do not count, as in Judge0); `ran` when the case has no
 `expected_output` to compare with. When compiling fails, every case is `compile_error`.
 """
 
@@ -42,18 +43,21 @@ from runtimes import (
 from sandbox import Limits, Outcome, RunResult, UnsafeName, resolve_inside
 
 from .body import read_json
+from .checkers import KINDS, Checker, Verdict
 from .errors import BadRequest
 from .fields import optional_args, optional_string, require_object, require_string, utf8
 from .render import signal_name, text
 from .service import Service, service_of
 
+DEFAULT_CHECKER = Checker()
 VERDICTS = ("accepted", "wrong_answer", "time_limit", "memory_limit", "output_limit",
             "runtime_error", "compile_error", "ran")
 # Verdicts that do not fail a batch: `ran` had nothing to be compared with.
 PASSING = ("accepted", "ran")
 # The limits a request may set, with the ceiling each is checked against.
 LIMIT_KEYS = ("wall_timeout_s", "cpu_time_s", "memory_bytes", "max_output_bytes")
-BATCH_KEYS = ("language", "files", "limits", "cases")
+BATCH_KEYS = ("language", "files", "limits", "cases", "checker")
+CHECKER_KEYS = ("type", "absolute", "relative")
 CASE_KEYS = ("name", "stdin", "expected_output", "args", "limits")
 # Of each case's stdout and stderr, the reply carries this much: a thousand cases at the full
 # output cap would make a reply of gigabytes. The verdict is judged on everything captured.
@@ -80,12 +84,7 @@ class Batch:
     files: tuple[SourceFile, ...]
     cases: tuple[Case, ...]
     compile_limits: Limits | None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    name: str  # one of VERDICTS
-    detail: str | None = None
+    checker: Checker = DEFAULT_CHECKER
 
 
 @dataclass(frozen=True)
@@ -129,7 +128,32 @@ def parse_batch(body: Any, registry: Registry, ceilings: Limits, max_cases: int)
                    for i, case in enumerate(cases))
     compile_limits = (effective_limits(runtime.compile.limits, ceilings)
                       if runtime.compile is not None else None)
-    return Batch(runtime, files, parsed, compile_limits)
+    return Batch(runtime, files, parsed, compile_limits, parse_checker(body.get("checker")))
+
+
+def parse_checker(value: Any, path: str = "checker") -> Checker:
+    """`"tokens"`, or `{"type": "floats", "absolute": 1e-9, "relative": 1e-9}`; absent: lines."""
+    if value is None:
+        return DEFAULT_CHECKER
+    if isinstance(value, str):
+        value = {"type": value}
+    checker = require_object(value, path)
+    _check_keys(checker, CHECKER_KEYS, path + ".")
+    kind = checker.get("type")
+    if kind not in KINDS:
+        raise BadRequest(f"{path}.type must be one of {', '.join(KINDS)}")
+    tolerances: dict[str, float] = {}
+    for key in ("absolute", "relative"):
+        raw = checker.get(key)
+        if raw is None:
+            continue
+        if kind != "floats":
+            raise BadRequest(f"{path}.{key} applies to the floats checker only")
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) \
+                or not math.isfinite(raw) or raw < 0:
+            raise BadRequest(f"{path}.{key} must be a number of at least 0")
+        tolerances[key] = float(raw)
+    return Checker(kind, **tolerances)
 
 
 def _check_keys(value: dict[str, Any], known: Sequence[str], path: str) -> None:
@@ -216,30 +240,8 @@ def _case(value: Any, path: str, runtime: Runtime, ceilings: Limits,
 
 # ---- judging ------------------------------------------------------------------------------------
 
-def significant_lines(output: bytes) -> list[bytes]:
-    """The lines that are compared: trailing whitespace of each line and trailing blank lines
-    removed (so `\\r\\n` endings and a missing last newline do not matter)."""
-    lines = [line.rstrip() for line in output.split(b"\n")]
-    while lines and not lines[-1]:
-        lines.pop()
-    return lines
-
-
-def compare(actual: bytes, expected: bytes) -> Verdict:
-    """`accepted`, or `wrong_answer` naming the first line that differs."""
-    got, wanted = significant_lines(actual), significant_lines(expected)
-    if got == wanted:
-        return Verdict("accepted")
-    line = next((i for i, (a, b) in enumerate(zip(got, wanted, strict=False)) if a != b),
-                min(len(got), len(wanted)))
-    if line >= len(got):
-        return Verdict("wrong_answer", f"output ends before line {line + 1}")
-    if line >= len(wanted):
-        return Verdict("wrong_answer", f"output goes on past the expected {len(wanted)} lines")
-    return Verdict("wrong_answer", f"line {line + 1} differs")
-
-
-def judge(result: RunResult, expected_output: bytes | None) -> Verdict:
+def judge(result: RunResult, expected_output: bytes | None,
+          checker: Checker = DEFAULT_CHECKER) -> Verdict:
     """The verdict of one case's run (see the module docstring for the order)."""
     outcome = result.outcome
     if outcome in TIME_LIMITS:
@@ -255,13 +257,14 @@ def judge(result: RunResult, expected_output: bytes | None) -> Verdict:
         return Verdict("runtime_error", f"exit code {result.exit_code}")
     if expected_output is None:
         return Verdict("ran")
-    return compare(result.stdout, expected_output)
+    return checker.compare(result.stdout, expected_output)
 
 
-def judged(result: RunResult, expected_output: bytes | None) -> CaseResult:
+def judged(result: RunResult, expected_output: bytes | None,
+           checker: Checker = DEFAULT_CHECKER) -> CaseResult:
     """The verdict, and the run reduced to what the reply carries: the full output was needed
     for the verdict, and keeping less bounds a large batch's memory while its cases run."""
-    return CaseResult(judge(result, expected_output),
+    return CaseResult(judge(result, expected_output, checker),
                       dataclasses.replace(result, stdout=result.stdout[:EXCERPT_BYTES],
                                           stderr=result.stderr[:EXCERPT_BYTES], output=b""),
                       len(result.stdout), len(result.stderr))
@@ -291,7 +294,7 @@ async def run_batch(service: Service, batch: Batch) -> Graded:
                 batch.runtime, batch.files, case.limits, stdin=case.stdin, args=case.args,
                 compiled=compiled))
         assert execution.run is not None
-        return judged(execution.run, case.expected_output)
+        return judged(execution.run, case.expected_output, batch.checker)
 
     tasks = [asyncio.ensure_future(run_case(case)) for case in batch.cases]
     try:

@@ -139,6 +139,18 @@ SCHEMAS: dict[str, Any] = {
                                         "defaults to the runtime's main file name"},
                                "content": {"type": "string"}}}},
             "limits": {**_ref("BatchLimits"), "description": "for every case"},
+            "checker": {"description": "how stdout is compared with expected_output "
+                                       "(adapter/checkers.py); default lines",
+                        "oneOf": [
+                            {"type": "string",
+                             "enum": ["exact", "lines", "tokens", "floats", "unordered"]},
+                            {"type": "object", "required": ["type"],
+                             "additionalProperties": False,
+                             "properties": {
+                                 "type": {"type": "string", "enum": [
+                                     "exact", "lines", "tokens", "floats", "unordered"]},
+                                 "absolute": {"type": "number", "minimum": 0},
+                                 "relative": {"type": "number", "minimum": 0}}}]},
             "cases": {"type": "array", "minItems": 1,
                       "description": "at most SANDBOX_MAX_BATCH_CASES (1000)",
                       "items": {

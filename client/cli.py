@@ -47,6 +47,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="address-space limit of every case's processes, bytes")
     grader.add_argument("--timeout", type=float, default=grade.DEFAULT_TIMEOUT_S,
                         help="seconds to wait for each answer (default %(default)s)")
+    grader.add_argument("--checker", metavar="KIND",
+                        help="how outputs are compared: exact, lines (the default), tokens, "
+                             "floats or unordered (docs/api.md, POST /batch)")
+    grader.add_argument("--tolerance", type=float, metavar="X",
+                        help="absolute and relative tolerance of the floats checker "
+                             "(default 1e-6; implies --checker floats)")
 
 
 def run(options: argparse.Namespace) -> int:
@@ -55,4 +61,5 @@ def run(options: argparse.Namespace) -> int:
         return check.main(options.endpoint, options.token, options.identifier, options.timeout)
     limits = grade.limit_options(options.wall_timeout, options.cpu_time, options.memory)
     return grade.main(options.source, options.tests, options.endpoint, options.language,
-                      options.as_json, options.chunk, limits, options.timeout)
+                      options.as_json, options.chunk, limits, options.timeout,
+                      grade.checker_option(options.checker, options.tolerance))

@@ -8,7 +8,7 @@ it in the service's compile cache). Then a table of verdicts and a summary line:
 
     case  verdict       wall ms  cpu ms   memory  detail
     1     accepted            6       3  8.3 MiB
-    2     wrong_answer        5       3  8.3 MiB  line 1 differs
+    2     wrong_answer        5       3  8.3 MiB  line 1 differs: expected '6', got '7'
     FAILED: 1 accepted, 1 wrong_answer of 2 cases
 
 `--json` prints only the reply, in `POST /batch`'s shape (the chunks' replies joined). Exit
@@ -46,6 +46,7 @@ class GradeError(Exception):
 class Tests:
     cases: list[dict[str, Any]]
     limits: dict[str, Any] | None = None
+    checker: Any = None  # as POST /batch takes it: "tokens", {"type": "floats", ...}
 
 
 def natural_key(name: str) -> list[Any]:
@@ -81,7 +82,7 @@ def load_tests(path: Path) -> Tests:
     except ValueError as exc:
         raise GradeError(f"{path} is not valid JSON: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("cases"), list):
-        return Tests(data["cases"], data.get("limits"))
+        return Tests(data["cases"], data.get("limits"), data.get("checker"))
     if isinstance(data, list) and data:
         return Tests(data)
     raise GradeError(f"{path} must hold a non-empty list of cases, or an object with `cases`")
@@ -155,6 +156,8 @@ def grade(client: httpx.Client, source: Path, language: str, tests: Tests, chunk
                             "files": [{"name": source.name, "content": read_text(source)}]}
     if tests.limits is not None:
         base["limits"] = tests.limits
+    if tests.checker is not None:
+        base["checker"] = tests.checker
     total = len(tests.cases)
     reply: dict[str, Any] | None = None
     cases: list[dict[str, Any]] = []
@@ -246,13 +249,17 @@ def progress_bar(stream: TextIO) -> Callable[[int, int], None]:
 
 def main(source: str, tests: str, endpoint: str = DEFAULT_ENDPOINT, language: str | None = None,
          as_json: bool = False, chunk_cases: int = DEFAULT_CHUNK_CASES,
-         limits: dict[str, float] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> int:
-    """Grades `source` against `tests` on the service at `endpoint`; the exit status."""
+         limits: dict[str, float] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+         checker: Any = None) -> int:
+    """Grades `source` against `tests` on the service at `endpoint`; the exit status.
+    `checker`: how outputs are compared (POST /batch's `checker`), over the tests file's."""
     try:
         path = Path(source)
         loaded = load_tests(Path(tests))
         if limits:
-            loaded = Tests(loaded.cases, {**(loaded.limits or {}), **limits})
+            loaded = Tests(loaded.cases, {**(loaded.limits or {}), **limits}, loaded.checker)
+        if checker is not None:
+            loaded = Tests(loaded.cases, loaded.limits, checker)
         with httpx.Client(base_url=endpoint.rstrip("/"), timeout=timeout_s) as client:
             reply = grade(client, path, language_of(client, path, language), loaded,
                           max(1, chunk_cases), progress_bar(sys.stderr))
@@ -265,6 +272,16 @@ def main(source: str, tests: str, endpoint: str = DEFAULT_ENDPOINT, language: st
         print("\n".join(table(reply)))
     sys.stdout.flush()
     return 0 if passed(reply) else 1
+
+
+def checker_option(kind: str | None, tolerance: float | None) -> Any:
+    """`--checker` and `--tolerance` as POST /batch's `checker` (None: the service's default,
+    or the tests file's)."""
+    if kind is None and tolerance is None:
+        return None
+    if tolerance is None:
+        return kind
+    return {"type": kind or "floats", "absolute": tolerance, "relative": tolerance}
 
 
 def limit_options(wall_timeout_s: float | None, cpu_time_s: float | None,

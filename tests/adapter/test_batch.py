@@ -60,7 +60,7 @@ ECHO = "import sys\nsys.stdout.write(sys.stdin.read())"
 # stdin, expected_output, limits; then the verdict and its detail.
 MODE_CASES: list[tuple[str, str | None, dict[str, float], str, str | None]] = [
     ("sum 2 3", "5\n", {}, "accepted", None),
-    ("sum 2 3", "6\n", {}, "wrong_answer", "line 1 differs"),
+    ("sum 2 3", "6\n", {}, "wrong_answer", "line 1 differs: expected '6', got '5'"),
     ("sum 2 3", "5   \n\n\n", {}, "accepted", None),
     ("loop", "", {"cpu_time_s": 1}, "time_limit", "CPU time"),
     ("alloc", "", {"memory_bytes": 256 << 20}, "memory_limit", None),
@@ -158,12 +158,13 @@ WHITESPACE = [
     ("1 2\n3\n\n \n\n", "1 2\n3", "accepted", None),
     ("", "", "accepted", None),
     ("\n\n", "", "accepted", None),
-    (" 1 2\n3\n", "1 2\n3\n", "wrong_answer", "line 1 differs"),
-    ("1  2\n3\n", "1 2\n3\n", "wrong_answer", "line 1 differs"),
-    ("1 2\n\n3\n", "1 2\n3\n", "wrong_answer", "line 2 differs"),
-    ("1 2\n", "1 2\n3\n", "wrong_answer", "output ends before line 2"),
-    ("1 2\n3\n4\n", "1 2\n3\n", "wrong_answer", "output goes on past the expected 2 lines"),
-    ("", "0\n", "wrong_answer", "output ends before line 1"),
+    (" 1 2\n3\n", "1 2\n3\n", "wrong_answer", "line 1 differs: expected '1 2', got ' 1 2'"),
+    ("1  2\n3\n", "1 2\n3\n", "wrong_answer", "line 1 differs: expected '1 2', got '1  2'"),
+    ("1 2\n\n3\n", "1 2\n3\n", "wrong_answer", "line 2 differs: expected '3', got ''"),
+    ("1 2\n", "1 2\n3\n", "wrong_answer", "output ends before line 2 (expected '3')"),
+    ("1 2\n3\n4\n", "1 2\n3\n", "wrong_answer",
+     "output goes on past the expected 2 lines (next: '4')"),
+    ("", "0\n", "wrong_answer", "output ends before line 1 (expected '0')"),
 ]
 
 
@@ -249,7 +250,7 @@ BAD_REQUESTS = [
      ("cases[0].expected is not a known field (known: name, stdin, expected_output, args, "
      "limits)")),
     ({"language": "python", "files": [{"content": ""}], "cases": [{}], "version": "3"}, 400,
-     "version is not a known field (known: language, files, limits, cases)"),
+     "version is not a known field (known: language, files, limits, cases, checker)"),
     ({"language": "python", "files": [{"content": ""}], "cases": [{}, {"stdin": 5}]}, 400,
      "cases[1].stdin must be a string"),
     ({"language": "python", "files": [{"content": ""}], "cases": [{"expected_output": 5}]},

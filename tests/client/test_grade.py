@@ -77,7 +77,8 @@ def test_failures_are_exit_1_with_their_verdicts(server: Server, tmp_path: Path,
     done = grade(source, tests_dir, "--endpoint", server.url)
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.splitlines()[0].startswith("compile: ok in ")
-    assert rows(done.stdout) == [("1", "accepted", None), ("2", "wrong_answer", "line 1 differs"),
+    assert rows(done.stdout) == [("1", "accepted", None),
+                                 ("2", "wrong_answer", "line 1 differs: expected '6', got '7'"),
                                  ("10", "accepted", None)]
     assert done.stdout.splitlines()[-1] == "FAILED: 2 accepted, 1 wrong_answer of 3 cases"
 
@@ -181,3 +182,25 @@ def test_a_language_the_service_cannot_tell_is_exit_2(tmp_path: Path, tests_dir:
 def test_natural_order() -> None:
     assert sorted(["10", "2", "a10", "a9", "b", "1"], key=natural_key) == [
         "1", "2", "10", "a9", "a10", "b"]
+
+
+def test_a_checker_from_the_command_line_or_the_tests_file(server: Server,
+                                                           tmp_path: Path) -> None:
+    source = tmp_path / "halves.py"
+    source.write_text("a, b = map(int, input().split())\nprint(a / 3)\nprint(b / 3)\n")
+    tests = write_pairs(tmp_path / "tests", {"1": ("1 2\n", "0.333333 0.666667\n")})
+    strict = grade(source, tests, "--endpoint", server.url)
+    assert strict.returncode == 1 and rows(strict.stdout)[0][1] == "wrong_answer"
+    tolerant = grade(source, tests, "--endpoint", server.url, "--tolerance", "1e-5")
+    assert tolerant.returncode == 0, tolerant.stdout + tolerant.stderr
+    assert rows(tolerant.stdout) == [("1", "accepted", None)]
+    as_file = tmp_path / "tests.json"
+    as_file.write_text(json.dumps({"checker": {"type": "floats", "absolute": 1e-5},
+                                   "cases": [{"stdin": "1 2\n",
+                                              "expected_output": "0.333333 0.666667"}]}))
+    assert grade(source, as_file, "--endpoint", server.url).returncode == 0
+    tokens = grade(source, as_file, "--endpoint", server.url, "--checker", "tokens")
+    assert tokens.returncode == 1
+    assert rows(tokens.stdout)[0][2] == ("token 1 differs: expected '0.333333', "
+                                         "got '0.3333333333333333'")
+    assert_nothing_left(server)
