@@ -51,13 +51,20 @@ from .service import Service, service_of
 
 DEFAULT_CHECKER = Checker()
 VERDICTS = ("accepted", "wrong_answer", "time_limit", "memory_limit", "output_limit",
-            "runtime_error", "compile_error", "ran")
+            "runtime_error", "compile_error", "ran", "presentation_error", "checker_error")
 # Verdicts that do not fail a batch: `ran` had nothing to be compared with.
 PASSING = ("accepted", "ran")
 # The limits a request may set, with the ceiling each is checked against.
 LIMIT_KEYS = ("wall_timeout_s", "cpu_time_s", "memory_bytes", "max_output_bytes")
 BATCH_KEYS = ("language", "files", "limits", "cases", "checker")
-CHECKER_KEYS = ("type", "absolute", "relative")
+CHECKER_KEYS = ("type", "absolute", "relative", "language", "files", "limits")
+# What a checker program is given, in its working directory and as its arguments (testlib's
+# order: the input, the program's output, the expected answer).
+CHECKER_INPUTS = ("input.txt", "output.txt", "expected.txt")
+# A checker program's exit codes, as testlib's checkers use them.
+CHECKER_VERDICTS = {0: "accepted", 1: "wrong_answer", 2: "presentation_error",
+                    3: "checker_error"}
+CHECKER_MESSAGE_CHARS = 300
 CASE_KEYS = ("name", "stdin", "expected_output", "args", "limits")
 # Of each case's stdout and stderr, the reply carries this much: a thousand cases at the full
 # output cap would make a reply of gigabytes. The verdict is judged on everything captured.
@@ -85,6 +92,18 @@ class Batch:
     cases: tuple[Case, ...]
     compile_limits: Limits | None
     checker: Checker = DEFAULT_CHECKER
+    checker_program: CheckerProgram | None = None
+
+
+@dataclass(frozen=True)
+class CheckerProgram:
+    """A custom checker: a program in any runtime, run for each case in a jail of its own with
+    CHECKER_INPUTS, its exit code the verdict."""
+
+    runtime: Runtime
+    files: tuple[SourceFile, ...]
+    limits: Limits
+    compile_limits: Limits | None
 
 
 @dataclass(frozen=True)
@@ -128,20 +147,44 @@ def parse_batch(body: Any, registry: Registry, ceilings: Limits, max_cases: int)
                    for i, case in enumerate(cases))
     compile_limits = (effective_limits(runtime.compile.limits, ceilings)
                       if runtime.compile is not None else None)
-    return Batch(runtime, files, parsed, compile_limits, parse_checker(body.get("checker")))
+    value = body.get("checker")
+    program = None
+    if isinstance(value, dict) and value.get("type") == "program":
+        program = parse_checker_program(value, registry, ceilings)
+        value = None
+    return Batch(runtime, files, parsed, compile_limits, parse_checker(value), program)
+
+
+def parse_checker_program(value: dict[str, Any], registry: Registry,
+                          ceilings: Limits) -> CheckerProgram:
+    """`{"type": "program", "language": "python", "files": [...], "limits": {...}}`."""
+    _check_keys(value, CHECKER_KEYS, "checker.")
+    runtime = registry.find(require_string(value.get("language"), "checker.language"))
+    files = _files(value.get("files"), runtime, "checker.files")
+    for i, source in enumerate(files):
+        if source.name in CHECKER_INPUTS:
+            raise BadRequest(f"checker.files[{i}].name {source.name!r} is the name of a file "
+                             f"the checker is given ({', '.join(CHECKER_INPUTS)})")
+    overrides = _limits(value.get("limits"), "checker.limits", ceilings)
+    compile_limits = (effective_limits(runtime.compile.limits, ceilings)
+                      if runtime.compile is not None else None)
+    return CheckerProgram(runtime, files,
+                          effective_limits(runtime.run.limits, ceilings, **overrides),
+                          compile_limits)
 
 
 def parse_checker(value: Any, path: str = "checker") -> Checker:
-    """`"tokens"`, or `{"type": "floats", "absolute": 1e-9, "relative": 1e-9}`; absent: lines."""
+    """`"tokens"`, or `{"type": "floats", "absolute": 1e-9, "relative": 1e-9}`; absent: lines.
+    (A checker program is read by `parse_checker_program`.)"""
     if value is None:
         return DEFAULT_CHECKER
     if isinstance(value, str):
         value = {"type": value}
     checker = require_object(value, path)
-    _check_keys(checker, CHECKER_KEYS, path + ".")
+    _check_keys(checker, CHECKER_KEYS[:3], path + ".")
     kind = checker.get("type")
     if kind not in KINDS:
-        raise BadRequest(f"{path}.type must be one of {', '.join(KINDS)}")
+        raise BadRequest(f"{path}.type must be one of {', '.join(KINDS)}, program")
     tolerances: dict[str, float] = {}
     for key in ("absolute", "relative"):
         raw = checker.get(key)
@@ -163,14 +206,14 @@ def _check_keys(value: dict[str, Any], known: Sequence[str], path: str) -> None:
             raise BadRequest(f"{path}{key} is not a known field (known: {', '.join(known)})")
 
 
-def _files(value: Any, runtime: Runtime) -> tuple[SourceFile, ...]:
+def _files(value: Any, runtime: Runtime, where: str = "files") -> tuple[SourceFile, ...]:
     """The source files; the first is the main one and may go unnamed (the runtime's name)."""
     if not isinstance(value, list) or not value:
-        raise BadRequest("files must be a non-empty array")
+        raise BadRequest(f"{where} must be a non-empty array")
     sources: list[SourceFile] = []
     taken: dict[PurePosixPath, str] = {}
     for i, item in enumerate(value):
-        path = f"files[{i}]"
+        path = f"{where}[{i}]"
         file = require_object(item, path)
         _check_keys(file, ("name", "content"), path + ".")
         raw_name = file.get("name")
@@ -196,7 +239,7 @@ def _files(value: Any, runtime: Runtime) -> tuple[SourceFile, ...]:
     try:
         check_source_names(runtime, [source.name for source in sources])
     except ReservedSourceName as exc:
-        raise BadRequest(f"files[{exc.index}].name: {exc}") from None
+        raise BadRequest(f"{where}[{exc.index}].name: {exc}") from None
     return tuple(sources)
 
 
@@ -274,7 +317,8 @@ def judged(result: RunResult, expected_output: bytes | None,
 
 async def run_batch(service: Service, batch: Batch) -> Graded:
     """Compiles once (through the compile cache), then runs the cases in parallel, as many at
-    once as the service runs programs; each case in a fresh jail with a copy of the program."""
+    once as the service runs programs; each case in a fresh jail with a copy of the program
+    (and its checker program, if it has one, in another fresh jail after it)."""
     compiled = None
     if batch.runtime.compile is not None:
         # Its run limits only count toward what the compile holds of the memory budget.
@@ -283,6 +327,15 @@ async def run_batch(service: Service, batch: Batch) -> Graded:
                                                     batch.compile_limits))
         if not compiled.result.ok:
             failed = CaseResult(Verdict("compile_error"))
+            return Graded(compiled, tuple(failed for _ in batch.cases))
+    program = batch.checker_program
+    checker_compiled = None
+    if program is not None and program.runtime.compile is not None:
+        checker_compiled = await service.compile(RunRequest(
+            program.runtime, program.files, program.limits, program.compile_limits))
+        if not checker_compiled.result.ok:
+            failed = CaseResult(Verdict("checker_error", "the checker did not compile: "
+                                        + _message(checker_compiled.result)))
             return Graded(compiled, tuple(failed for _ in batch.cases))
     # At most as many cases wait for a slot as there are slots: a large batch takes its turns
     # among other requests instead of filling the waiting line and getting 503s.
@@ -293,8 +346,14 @@ async def run_batch(service: Service, batch: Batch) -> Graded:
             execution = await service.execute(RunRequest(
                 batch.runtime, batch.files, case.limits, stdin=case.stdin, args=case.args,
                 compiled=compiled))
-        assert execution.run is not None
-        return judged(execution.run, case.expected_output, batch.checker)
+            assert execution.run is not None
+            judged_case = judged(execution.run, case.expected_output, batch.checker)
+            if program is None or judged_case.verdict.name not in ("accepted", "wrong_answer"):
+                return judged_case
+            assert case.expected_output is not None
+            verdict = await run_checker(service, program, checker_compiled, case,
+                                        execution.run.stdout)
+            return dataclasses.replace(judged_case, verdict=verdict)
 
     tasks = [asyncio.ensure_future(run_case(case)) for case in batch.cases]
     try:
@@ -307,6 +366,38 @@ async def run_batch(service: Service, batch: Batch) -> Graded:
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     return Graded(compiled, tuple(results))
+
+
+async def run_checker(service: Service, program: CheckerProgram, compiled: Compiled | None,
+                      case: Case, output: bytes) -> Verdict:
+    """The checker program's verdict on one case's output: it runs in a jail of its own with
+    the case's input, the output and the expected answer, and nothing of any other case."""
+    assert case.expected_output is not None
+    given = (SourceFile(CHECKER_INPUTS[0], case.stdin), SourceFile(CHECKER_INPUTS[1], output),
+             SourceFile(CHECKER_INPUTS[2], case.expected_output))
+    execution = await service.execute(RunRequest(
+        program.runtime, (*program.files, *given), program.limits, args=CHECKER_INPUTS,
+        compiled=compiled))
+    result = execution.run
+    assert result is not None
+    if result.outcome is Outcome.NONZERO_EXIT or result.outcome is Outcome.OK:
+        name = CHECKER_VERDICTS.get(result.exit_code or 0)
+        if name is not None:
+            message = _message(result)
+            if name == "accepted":
+                return Verdict(name)
+            return Verdict(name, message or None)
+        return Verdict("checker_error", f"the checker exited with {result.exit_code} (0 "
+                       "accepted, 1 wrong answer, 2 presentation error, 3 checker failure)"
+                       + (f": {_message(result)}" if _message(result) else ""))
+    return Verdict("checker_error", f"the checker ended with {result.outcome.value}"
+                   + (f" ({signal_name(result.signal)})" if result.signal else ""))
+
+
+def _message(result: RunResult) -> str:
+    """What a checker (or its compiler) said: its stderr, else its stdout, first lines, cut."""
+    said = (result.stderr.strip() or result.stdout.strip()).decode(errors="replace")
+    return said if len(said) <= CHECKER_MESSAGE_CHARS else said[:CHECKER_MESSAGE_CHARS - 1] + "…"
 
 
 # ---- the reply ----------------------------------------------------------------------------------

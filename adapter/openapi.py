@@ -150,7 +150,21 @@ SCHEMAS: dict[str, Any] = {
                                  "type": {"type": "string", "enum": [
                                      "exact", "lines", "tokens", "floats", "unordered"]},
                                  "absolute": {"type": "number", "minimum": 0},
-                                 "relative": {"type": "number", "minimum": 0}}}]},
+                                 "relative": {"type": "number", "minimum": 0}}},
+                            {"type": "object", "required": ["type", "language", "files"],
+                             "additionalProperties": False,
+                             "description": "a checker program, run per case with "
+                                            "input.txt, output.txt, expected.txt as its "
+                                            "arguments; exit 0 accepted, 1 wrong answer, 2 "
+                                            "presentation error, 3 checker failure",
+                             "properties": {
+                                 "type": {"const": "program"},
+                                 "language": {"type": "string"},
+                                 "files": {"type": "array", "minItems": 1, "items": {
+                                     "type": "object", "required": ["content"],
+                                     "properties": {"name": {"type": "string"},
+                                                    "content": {"type": "string"}}}},
+                                 "limits": _ref("BatchLimits")}}]},
             "cases": {"type": "array", "minItems": 1,
                       "description": "at most SANDBOX_MAX_BATCH_CASES (1000)",
                       "items": {

@@ -103,7 +103,8 @@ def check_verdicts(reply: dict[str, Any]) -> None:
     summary = reply["summary"]
     assert summary == {"total": 9, "accepted": 2, "wrong_answer": 1, "time_limit": 1,
                        "memory_limit": 1, "output_limit": 1, "runtime_error": 2,
-                       "compile_error": 0, "ran": 1}
+                       "compile_error": 0, "ran": 1, "presentation_error": 0,
+                       "checker_error": 0}
     by_verdict = {c["detail"] or c["verdict"]: c for c in reply["cases"]}
     assert by_verdict["accepted"]["stdout"] == "5\n"
     assert by_verdict["ran"]["stdout"] == "2\n" and by_verdict["ran"]["exit_code"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 from hypothesis import given
@@ -89,7 +90,7 @@ def test_batch_takes_a_checker(server: Server) -> None:
 
 
 @pytest.mark.parametrize(("checker", "message"), [
-    ("fuzzy", "checker.type must be one of exact, lines, tokens, floats, unordered"),
+    ("fuzzy", "checker.type must be one of exact, lines, tokens, floats, unordered, program"),
     ({"type": "tokens", "absolute": 1}, "checker.absolute applies to the floats checker only"),
     ({"type": "floats", "relative": -1}, "checker.relative must be a number of at least 0"),
     ({"type": "floats", "margin": 1},
@@ -102,3 +103,98 @@ def test_a_bad_checker_is_a_400_naming_it(server: Server, checker: object, messa
             "language": "python", "files": [{"content": ECHO}], "checker": checker,
             "cases": [{"stdin": "1", "expected_output": "1"}]})
     assert (response.status_code, response.json()["message"]) == (400, message)
+
+
+# ---- checker programs ------------------------------------------------------------------------
+
+# testlib's convention: argv input, output, answer; exit 0 accepted, 1 wrong answer, 2
+# presentation error, 3 checker failure; the message on stderr.
+PARITY_CHECKER = """import sys
+given, output, answer = (open(name).read() for name in sys.argv[1:4])
+if output.strip() == "crash":
+    raise SystemExit(7)
+if output != output.strip() + "\\n":
+    print("the answer must be one line", file=sys.stderr)
+    sys.exit(2)
+if int(output) % 2 != int(answer) % 2:
+    print(f"parity differs: {output.strip()} for {answer.strip()}", file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+def checked(server: Server, checker: dict[str, object],
+            cases: list[tuple[str, str]]) -> list[tuple[str, str | None]]:
+    reply = batch(server, {"language": "python", "files": [{"content": ECHO}],
+                           "checker": checker, "cases": [
+                               {"stdin": got, "expected_output": wanted}
+                               for got, wanted in cases]})
+    return [(case["verdict"], case["detail"]) for case in reply["cases"]]
+
+
+def test_a_checker_program_judges_by_its_exit_code(server: Server) -> None:
+    checker = {"type": "program", "language": "python",
+               "files": [{"name": "check.py", "content": PARITY_CHECKER}]}
+    assert checked(server, checker, [("4\n", "2"), ("3\n", "2"), ("4 \n\n", "2"),
+                                     ("crash\n", "1")]) == [
+        ("accepted", None),
+        ("wrong_answer", "parity differs: 3 for 2"),
+        ("presentation_error", "the answer must be one line"),
+        ("checker_error", ("the checker exited with 7 (0 accepted, 1 wrong answer, 2 "
+                           "presentation error, 3 checker failure)"))]
+
+
+@pytest.mark.gxx
+def test_a_compiled_checker_compiles_once(server: Server) -> None:
+    source = ("#include <fstream>\n#include <cstdio>\nint main(int, char** argv){\n"
+              "  std::ifstream out(argv[2]), ans(argv[3]); long a, b; out >> a; ans >> b;\n"
+              "  if (a < b) { std::fprintf(stderr, \"%ld is below %ld\", a, b); return 1; }\n"
+              "  return 0; }\n")
+    checker = {"type": "program", "language": "c++",
+               "files": [{"name": "check.cpp", "content": source}]}
+    assert checked(server, checker, [("5", "3"), ("2", "3")]) == [
+        ("accepted", None), ("wrong_answer", "2 is below 3")]
+    broken = {**checker, "files": [{"name": "check.cpp", "content": "int main( {"}]}
+    [(verdict, detail)] = checked(server, broken, [("5", "3")])
+    assert verdict == "checker_error" and detail is not None
+    assert detail.startswith("the checker did not compile: ")
+
+
+def test_a_hostile_checker_sees_only_its_own_case(server: Server) -> None:
+    """A checker is a program like any other: it sees its own case's three files, nothing of
+    any other case, and cannot write outside its folder."""
+    snoop = ("import os, sys\n"
+             "found = sorted(os.listdir('.'))\n"
+             "try:\n    open('/tmp/planted-by-checker', 'w')\n    wrote = 'wrote'\n"
+             "except OSError:\n    wrote = 'refused'\n"
+             "print(found, wrote, open(sys.argv[3]).read().strip(), file=sys.stderr)\n"
+             "sys.exit(1)\n")
+    checker = {"type": "program", "language": "python",
+               "files": [{"name": "snoop.py", "content": snoop}]}
+    details = [detail for _verdict, detail in
+               checked(server, checker, [("a", "first secret"), ("b", "second secret")])]
+    assert details == [
+        "['expected.txt', 'input.txt', 'output.txt', 'snoop.py'] refused first secret",
+        "['expected.txt', 'input.txt', 'output.txt', 'snoop.py'] refused second secret"]
+    assert not os.path.exists("/tmp/planted-by-checker")
+
+
+@pytest.mark.parametrize(("checker", "message"), [
+    ({"type": "program", "language": "cobol", "files": [{"content": "x"}]}, None),
+    ({"type": "program", "language": "python"}, "checker.files must be a non-empty array"),
+    ({"type": "program", "language": "python",
+      "files": [{"name": "expected.txt", "content": "x"}]},
+     ("checker.files[0].name 'expected.txt' is the name of a file the checker is given "
+      "(input.txt, output.txt, expected.txt)")),
+    ({"type": "program", "language": "python", "files": [{"content": "x"}],
+      "limits": {"wall_timeout_s": 10 ** 9}}, "checker.limits.wall_timeout_s cannot exceed"),
+])
+def test_a_bad_checker_program_is_refused_naming_it(server: Server, checker: object,
+                                                    message: str | None) -> None:
+    with server.client() as client:
+        response = client.post("/batch", json={
+            "language": "python", "files": [{"content": ECHO}], "checker": checker,
+            "cases": [{"stdin": "1", "expected_output": "1"}]})
+    if message is None:  # an unknown language, as everywhere: 404 with the known ones
+        assert response.status_code == 404 and "cobol" in response.json()["message"]
+        return
+    assert response.status_code == 400 and response.json()["message"].startswith(message)
