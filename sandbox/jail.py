@@ -13,14 +13,13 @@ import contextlib
 import dataclasses
 import os
 import stat
-import sys
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from . import landlock
+from .config import SandboxConfig
 from .errors import LaunchError, SandboxError
 from .identity import UidPool
 from .layers import Layers, probe_layers
@@ -44,39 +43,6 @@ from .zygote import Zygote
 
 # World-writable folders a run may write to when Landlock does not confine it.
 SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
-
-
-@dataclass(frozen=True)
-class SandboxConfig:
-    """How the sandbox is set up on this machine.
-
-    `per_run_uid`, `seccomp`, `landlock`, `tmpfs`, `netns`, `mntns`: "auto" uses the layer when the machine allows
-    it, "on" requires it (startup fails otherwise), "off" never uses it.
-    """
-
-    work_root: Path
-    per_run_uid: str = "auto"
-    uid_first: int = 60000
-    uid_count: int = 1000
-    uid_lock_dir: Path = Path("/run/sandbox-service")
-    launcher_python: str = sys.executable
-    seccomp: str = "auto"
-    landlock: str = "auto"
-    tmpfs: str = "auto"
-    netns: str = "auto"
-    mntns: str = "auto"
-    # A cgroup per run under the service's own: the memory and process bound of the whole run.
-    # Without one, the launcher measures the run's memory itself.
-    cgroups: str = "auto"
-    # The bound on one jail's working directory (the disk it may fill), whichever layer keeps it.
-    # Fork launchers from a pre-started one (a zygote) instead of starting each: ~20 ms less
-    # per run. Off: every run starts its launcher's interpreter.
-    fork_launchers: bool = True
-    # Run Python scripts in forks of warm interpreters (sandbox.warm) where a caller asks for
-    # one: ~10 ms less per run, more with preloaded modules. Off: every run is started fresh.
-    warm_interpreters: bool = True
-    disk_bytes: int = 256 * 1024 * 1024
-    disk_files: int = 10000
 
 
 class Jail:

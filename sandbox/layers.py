@@ -11,20 +11,16 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import landlock
 from .cgroup import CgroupTree, RunCgroup, find_tree
+from .config import Mode, SandboxConfig
 from .errors import SandboxError
 from .limits import Limits
 from .mounts import probe_tmpfs
 from .process import RunSpec, run_blocking, run_uid_command
 from .service import lower_oom_score
 
-if TYPE_CHECKING:
-    from .jail import SandboxConfig
-
-MODES = ("auto", "on", "off")
 PROBE_TIMEOUT_S = 30
 
 
@@ -56,7 +52,7 @@ ALWAYS = (
 
 def _probe_uid_switch(config: SandboxConfig) -> Layer:
     name = "per_run_uid"
-    if config.per_run_uid == "off":
+    if config.per_run_uid is Mode.OFF:
         return Layer(name, False, "turned off by configuration")
     if os.geteuid() != 0:
         return Layer(name, False, "the service is not root: runs share its uid")
@@ -92,7 +88,7 @@ def probe_run(python: str, *, ruleset: landlock.Ruleset | None = None,
 
 def _probe_seccomp(config: SandboxConfig) -> Layer:
     name = "seccomp"
-    if config.seccomp == "off":
+    if config.seccomp is Mode.OFF:
         return Layer(name, False, "turned off by configuration")
     try:
         from .syscall_filter import build_filter
@@ -110,7 +106,7 @@ def _probe_seccomp(config: SandboxConfig) -> Layer:
 
 def _probe_landlock(config: SandboxConfig) -> tuple[Layer, int]:
     name = "landlock"
-    if config.landlock == "off":
+    if config.landlock is Mode.OFF:
         return Layer(name, False, "turned off by configuration"), 0
     abi, why_not = landlock.probe_abi()
     if abi == 0:
@@ -128,7 +124,7 @@ def _probe_landlock(config: SandboxConfig) -> tuple[Layer, int]:
 
 def _probe_tmpfs(config: SandboxConfig) -> Layer:
     name = "tmpfs"
-    if config.tmpfs == "off":
+    if config.tmpfs is Mode.OFF:
         return Layer(name, False, "turned off by configuration")
     problem = probe_tmpfs(config.work_root)
     if problem:
@@ -139,7 +135,7 @@ def _probe_tmpfs(config: SandboxConfig) -> Layer:
 
 def _probe_netns(config: SandboxConfig) -> Layer:
     name = "netns"
-    if config.netns == "off":
+    if config.netns is Mode.OFF:
         return Layer(name, False, "turned off by configuration")
     problem = probe_run(config.launcher_python, netns=True)
     if problem:
@@ -150,7 +146,7 @@ def _probe_netns(config: SandboxConfig) -> Layer:
 
 def _probe_mntns(config: SandboxConfig) -> Layer:
     name = "mntns"
-    if config.mntns == "off":
+    if config.mntns is Mode.OFF:
         return Layer(name, False, "turned off by configuration")
     root = str(config.work_root)
     problem = probe_run(config.launcher_python, binds=((root, root),))
@@ -171,7 +167,7 @@ def _pid_namespace() -> Layer:
 
 def _probe_cgroups(config: SandboxConfig) -> tuple[Layer, CgroupTree | None]:
     name = "cgroups"
-    if config.cgroups == "off":
+    if config.cgroups is Mode.OFF:
         return Layer(name, False, "turned off by configuration"), None
     try:
         tree = find_tree()
@@ -219,8 +215,8 @@ class Layers:
         return any(layer.name == name and layer.active for layer in self.all)
 
 
-def _require(mode: str, layer: Layer) -> Layer:
-    if mode == "on" and not layer.active:
+def _require(mode: Mode, layer: Layer) -> Layer:
+    if mode is Mode.ON and not layer.active:
         raise SandboxError(f"the {layer.name} layer is required but unavailable: {layer.detail}")
     return layer
 
