@@ -1,6 +1,6 @@
 """The Landlock layer: which files a run may touch, TCP, signals leaving the run. The rules are
 made here per run (sandbox.landlock.ruleset, for the ABI probed once); the launcher applies
-them just before execve (`_restrict_filesystem` in launcher/confine.py)."""
+them just before execve (`_apply_landlock` in launcher/confine.py)."""
 
 from __future__ import annotations
 

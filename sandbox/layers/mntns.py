@@ -1,5 +1,5 @@
 """The mntns layer: a run that asks for it (`Jail.start(also_at=…)`) sees its folder at a fixed
-path too, bind-mounted in a private mount namespace the launcher makes (`_private_mounts` in
+path too, bind-mounted in a private mount namespace the launcher makes (`_enter_mntns` in
 launcher/confine.py)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The netns layer: each run in a network namespace of its own with no interface up. The
-launcher makes it (`_no_network` in launcher/confine.py); it needs CAP_SYS_ADMIN."""
+launcher makes it (`_enter_netns` in launcher/confine.py); it needs CAP_SYS_ADMIN."""
 
 from __future__ import annotations
 
