@@ -1,5 +1,6 @@
-"""What every optional layer module shares: the `GET /` entry (`Layer`), the hooks it gives the
-sandbox (`Hooks`, the protocol), what a run asks of the layers (`RunRequest`) and the probe run.
+"""What every optional layer module shares: the `GET /` entry (`Layer`), the two protocols (a
+layer's module, `LayerModule`, and the hooks it gives the sandbox, `Hooks`), what a run asks of
+the layers (`RunRequest`) and the probe run.
 
 A layer module (sandbox/layers/tmpfs.py, …) defines
 
@@ -7,7 +8,8 @@ A layer module (sandbox/layers/tmpfs.py, …) defines
     def probe(config) -> (entries, hooks)       # at startup: its entries, first its own, then
                                                 # its fallback's if it has one; its hooks
 
-and the hooks object does nothing where the layer is off (or does its fallback):
+and its hooks object (a subclass of `Hooks`; `NO_HOOKS` where it has nothing to do) does nothing
+where the layer is off, or only its fallback:
 
     hooks.prepare(jail)      # a jail was made (its folder exists): e.g. mount the tmpfs on it
     hooks.dispose(jail)      # the jail's processes are dead: undo prepare (reverse layer order)
