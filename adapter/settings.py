@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sandbox import Limits, SandboxConfig
+from sandbox import Limits, Mode, SandboxConfig, layer_modes, parse_mode
 
 MiB = 1024 * 1024
 T = TypeVar("T")
@@ -29,14 +29,15 @@ class Settings:
     port: int = 8080
     log_level: str = "info"
     work_root: Path = Path("/tmp/sandbox-service")
-    # Confinement layers: auto (when the machine allows) | on (required) | off.
-    per_run_uid: str = "auto"
-    seccomp: str = "auto"
-    landlock: str = "auto"
-    tmpfs: str = "auto"
-    netns: str = "auto"
-    mntns: str = "auto"
-    cgroups: str = "auto"
+    # Confinement layers: auto (when the machine allows) | on (required) | off; every field
+    # whose default is a Mode is one, passed to SandboxConfig's field of the same name.
+    per_run_uid: Mode = Mode.AUTO
+    seccomp: Mode = Mode.AUTO
+    landlock: Mode = Mode.AUTO
+    tmpfs: Mode = Mode.AUTO
+    netns: Mode = Mode.AUTO
+    mntns: Mode = Mode.AUTO
+    cgroups: Mode = Mode.AUTO
     # Launchers forked from a pre-started one (~20 ms less per run); false starts each afresh.
     fork_launchers: bool = True
     # Python runs forked from a warm interpreter with common modules imported (~10 ms and more
@@ -119,10 +120,9 @@ class Settings:
         return Path.home() / ".cache" / "sandbox-service" / "precompiled"
 
     def sandbox_config(self) -> SandboxConfig:
-        return SandboxConfig(work_root=self.work_root, per_run_uid=self.per_run_uid,
+        modes = {name: getattr(self, name) for name in layer_modes(Settings)}
+        return SandboxConfig(work_root=self.work_root, **modes,
                              uid_first=self.uid_first, uid_count=self.uid_count,
-                             seccomp=self.seccomp, landlock=self.landlock, tmpfs=self.tmpfs,
-                             netns=self.netns, mntns=self.mntns, cgroups=self.cgroups,
                              fork_launchers=self.fork_launchers,
                              warm_interpreters=self.warm_python,
                              disk_bytes=self.max_disk_bytes, disk_files=self.max_disk_files)
@@ -138,14 +138,14 @@ class Settings:
             if name in env:
                 values[field.name] = _parse(name, env[name], _PARSERS[field.name])
         values.update(overrides)
+        for name in layer_modes(cls):
+            if name in values:
+                values[name] = _mode(name, values[name])
         settings = cls(**values)
         settings._validate()
         return settings
 
     def _validate(self) -> None:
-        for layer in ("per_run_uid", "seccomp", "landlock", "tmpfs", "netns", "mntns", "cgroups"):
-            if getattr(self, layer) not in ("auto", "on", "off"):
-                raise SettingsError(f"SANDBOX_{layer.upper()} must be auto, on or off")
         if not 0 < self.port < 65536:
             raise SettingsError("PORT must be between 1 and 65535")
         for name in ("uid_count", "max_concurrent_runs", "max_body_bytes",
@@ -181,6 +181,13 @@ def _parse(name: str, raw: str, parser: Callable[[str], T]) -> T:
         raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
 
 
+def _mode(name: str, value: object) -> Mode:
+    try:
+        return parse_mode(value, f"SANDBOX_{name.upper()}")
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def _boolean(raw: str) -> bool:
     if raw.lower() in ("1", "true", "yes", "on"):
         return True
@@ -194,9 +201,9 @@ def _paths(raw: str) -> tuple[Path, ...]:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "host": str, "port": int, "log_level": str.lower, "work_root": Path, "per_run_uid": str.lower,
-    "seccomp": str.lower, "landlock": str.lower, "tmpfs": str.lower, "netns": str.lower,
-    "mntns": str.lower, "cgroups": str.lower, "fork_launchers": _boolean,
+    "host": str, "port": int, "log_level": str.lower, "work_root": Path,
+    # Layer modes are read lower-cased, then checked by _mode with the overrides.
+    **dict.fromkeys(layer_modes(Settings), str.lower), "fork_launchers": _boolean,
     "warm_python": _boolean, "precompile": _boolean,
     "precompiled_dir": Path, "max_disk_bytes": int,
     "max_disk_files": int, "shutdown_grace_s": float, "session_cooldown_s": float,

@@ -4,8 +4,9 @@ Knows nothing of HTTP, wire formats, TOML or languages.
 """
 
 from .cgroup import own_memory_limit_bytes
+from .config import Mode, SandboxConfig, layer_modes, parse_mode
 from .errors import LaunchError, SandboxError, UnsafeName
-from .jail import Jail, Sandbox, SandboxConfig
+from .jail import Jail, Sandbox
 from .layers import Layer
 from .limits import LIMIT_FIELDS, Limits
 from .names import resolve_inside
@@ -20,6 +21,7 @@ __all__ = [
     "LaunchError",
     "Layer",
     "Limits",
+    "Mode",
     "Outcome",
     "OutputCallback",
     "Process",
@@ -31,6 +33,8 @@ __all__ = [
     "UnsafeName",
     "WarmInterpreter",
     "harden_service",
+    "layer_modes",
     "own_memory_limit_bytes",
+    "parse_mode",
     "resolve_inside",
 ]

@@ -10,33 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import stat
-import sys
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from . import landlock
+from .config import SandboxConfig
 from .errors import LaunchError, SandboxError
 from .identity import UidPool
-from .layers import Layers, probe_layers
+from .layers import Layers, RunRequest, probe_layers
 from .limits import Limits
-from .mounts import mount_tmpfs, unmount
 from .names import resolve_inside
-from .process import (
-    DiskBound,
-    OutputCallback,
-    Process,
-    RunSpec,
-    dispose_cgroup,
-    launcher_zygote,
-    start,
-    warm_zygote,
-)
+from .process import OutputCallback, Process, RunSpec, launcher_zygote, start, warm_zygote
 from .result import RunResult
 from .warm import WarmInterpreter
 from .workdir import create_workdir, prepare_root, remove_owned, remove_workdir
@@ -44,39 +32,6 @@ from .zygote import Zygote
 
 # World-writable folders a run may write to when Landlock does not confine it.
 SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
-
-
-@dataclass(frozen=True)
-class SandboxConfig:
-    """How the sandbox is set up on this machine.
-
-    `per_run_uid`, `seccomp`, `landlock`, `tmpfs`, `netns`, `mntns`: "auto" uses the layer when the machine allows
-    it, "on" requires it (startup fails otherwise), "off" never uses it.
-    """
-
-    work_root: Path
-    per_run_uid: str = "auto"
-    uid_first: int = 60000
-    uid_count: int = 1000
-    uid_lock_dir: Path = Path("/run/sandbox-service")
-    launcher_python: str = sys.executable
-    seccomp: str = "auto"
-    landlock: str = "auto"
-    tmpfs: str = "auto"
-    netns: str = "auto"
-    mntns: str = "auto"
-    # A cgroup per run under the service's own: the memory and process bound of the whole run.
-    # Without one, the launcher measures the run's memory itself.
-    cgroups: str = "auto"
-    # The bound on one jail's working directory (the disk it may fill), whichever layer keeps it.
-    # Fork launchers from a pre-started one (a zygote) instead of starting each: ~20 ms less
-    # per run. Off: every run starts its launcher's interpreter.
-    fork_launchers: bool = True
-    # Run Python scripts in forks of warm interpreters (sandbox.warm) where a caller asks for
-    # one: ~10 ms less per run, more with preloaded modules. Off: every run is started fresh.
-    warm_interpreters: bool = True
-    disk_bytes: int = 256 * 1024 * 1024
-    disk_files: int = 10000
 
 
 class Jail:
@@ -154,34 +109,20 @@ class Jail:
         `address_space=False`: no RLIMIT_AS (a VM that reserves far more than it touches); the
         run's memory bound over all its processes still holds."""
         sandbox = self._sandbox
-        config = sandbox.config
-        layers = sandbox.layers
+        in_process = warm.script_index(argv, env) if warm is not None else None
+        # The layers' parts last: one may be a resource of the run (its cgroup), which
+        # spec.release() frees.
         spec = RunSpec(
             argv=tuple(argv), env=dict(env), cwd=self.path, limits=limits, uid=self.uid,
-            gid=self.uid,
-            landlock=(landlock.ruleset(layers.landlock_abi, read_paths, (str(self.path),))
-                      if layers.landlock_abi else None),
-            seccomp=layers.active("seccomp"),
-            netns=layers.active("netns"),
-            binds=((str(self.path), also_at),) if also_at and layers.active("mntns") else (),
-            disk=DiskBound(config.disk_bytes, config.disk_files,
-                           watchdog=not layers.active("tmpfs")),
-            in_process=warm.script_index(argv, env) if warm is not None else None,
-            memory_watchdog=layers.cgroups is None, address_space=address_space,
+            gid=self.uid, in_process=in_process, address_space=address_space,
+            **sandbox.layers.spec(self, RunRequest(limits, read_paths, also_at)),
         )
-        if layers.cgroups is not None:
-            try:
-                cgroup = layers.cgroups.create(limits.memory_bytes, limits.max_processes)
-            except OSError as exc:
-                raise LaunchError(f"could not make the run's cgroup: {exc}") from exc
-            spec = dataclasses.replace(spec, cgroup=cgroup)
         zygote = sandbox.warm_zygote(warm) if spec.in_process is not None else None
         try:
-            return await start(spec, config.launcher_python, sandbox.zygote, zygote,
+            return await start(spec, sandbox.config.launcher_python, sandbox.zygote, zygote,
                                sandbox.zygote_pids())
         except BaseException:
-            if spec.cgroup is not None:
-                await dispose_cgroup(spec.cgroup)
+            await spec.release()
             raise
 
     async def run(self, argv: Sequence[str], env: Mapping[str, str], limits: Limits,
@@ -259,8 +200,7 @@ class Sandbox:
             # Jails cut short by the shutdown may still be disposing: their runs' processes
             # (escapees of a launcher killed mid-run) go now, not whenever that finishes.
             self._uids.kill_held()
-        if self.layers.cgroups is not None:
-            self.layers.cgroups.close()
+        self.layers.close()
         prepare_root(self.config.work_root)
 
     @contextlib.asynccontextmanager
@@ -271,15 +211,14 @@ class Sandbox:
         path = None
         try:
             path = create_workdir(self.config.work_root, owner)
-            if self.layers.active("tmpfs"):
-                mount_tmpfs(path, self.config.disk_bytes, self.config.disk_files, owner)
+            jail = Jail(path, uid, self)
+            self.layers.prepare(jail)
         except OSError as exc:
             if path is not None:
                 remove_workdir(path)
             if self._uids is not None and uid is not None:
                 self._uids.release(uid, clean=True)
             raise LaunchError(f"could not create a working directory: {exc}") from exc
-        jail = Jail(path, uid, self)
         try:
             yield jail
         finally:
@@ -296,8 +235,7 @@ class Sandbox:
                     remove_owned(jail.uid, SHARED_SCRATCH)
                 self._uids.release(jail.uid, clean=jail.clean)
         finally:
-            # The run is over and its processes are dead: detaching the tmpfs drops every file
-            # at once; then the (empty) mount point goes.
-            if self.layers.active("tmpfs"):
-                unmount(jail.path)
+            # The run is over and its processes are dead: the layers undo what they did to the
+            # jail (the tmpfs is detached), then the folder goes.
+            self.layers.dispose(jail)
             remove_workdir(jail.path)

@@ -127,6 +127,12 @@ class RunSpec:
     # runtimes whose VM reserves much more address space than it uses.
     address_space: bool = True
 
+    async def release(self) -> None:
+        """Frees what layers made for this run alone (its cgroup), once its launcher is gone
+        or did not start: the one way out of every run."""
+        if self.cgroup is not None:
+            await dispose_cgroup(self.cgroup)
+
     def encode(self, launcher_pid: int, zygotes: Collection[int] = ()) -> bytes:
         """The spec as the launcher `launcher_pid` reads it; `zygotes`: the pids of the
         service's zygotes (whose process groups hold their forked launchers)."""
@@ -217,8 +223,7 @@ class Process:
                 await self._stderr_task
             # The launcher is gone and with it the run; a process it lost is killed with the
             # cgroup (or, if that fails, the jail's uid clean-up finds it).
-            if self._spec.cgroup is not None:
-                await dispose_cgroup(self._spec.cgroup)
+            await self._spec.release()
 
     async def _collect(self, on_output: OutputCallback | None, keep: bool) -> RunResult:
         reader = self._proc.stdout

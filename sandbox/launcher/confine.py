@@ -4,6 +4,21 @@
 namespaces made while still privileged, the uid switch clears what is set after it, Landlock
 needs descriptors the rlimits may forbid, seccomp comes last so nothing above needs a refused
 syscall). Each step is one function; its line in the list says which attack it stops.
+
+Each optional layer (sandbox/layers/, one module each on the service side) is one step here,
+done where the layer's part of the spec is set and nothing otherwise:
+
+    step                spec key    service side
+    _join_cgroup        cgroup      sandbox/layers/cgroups.py (else the memory watchdog,
+                                    supervise.py)
+    _enter_mntns        binds       sandbox/layers/mntns.py
+    _enter_netns        netns       sandbox/layers/netns.py
+    _switch_uid         uid, gid    sandbox/layers/per_run_uid.py (the uid: sandbox/identity.py)
+    _apply_landlock     landlock    sandbox/layers/landlock.py
+    _load_seccomp       seccomp     sandbox/layers/seccomp.py
+
+The tmpfs layer has no step: the service mounts it around the jail (sandbox/layers/tmpfs.py),
+and supervise.py measures the disk where it is off.
 """
 
 from __future__ import annotations
@@ -50,9 +65,9 @@ def confine_and_exec(spec: dict[str, Any], prctl: Any, libc: Any, launcher_pid: 
         # Memory and processes charged to no bound (before the uid switch: it needs root).
         _join_cgroup(spec.get("cgroup"))
         # Reaching a session's files anywhere but at their fixed path; mounts leaking to the host.
-        _private_mounts(libc, spec.get("binds"))
+        _enter_mntns(libc, spec.get("binds"))
         # Any network at all, even through a socket seccomp let pass (needs CAP_SYS_ADMIN).
-        _no_network(libc, spec.get("netns"))
+        _enter_netns(libc, spec.get("netns"))
         # Signalling, tracing or reading /proc of the service or other runs; unbounded forks.
         _switch_uid(spec.get("uid"), spec.get("gid"))
         # A program outliving its killed launcher (after the uid switch, which clears it).
@@ -65,7 +80,7 @@ def confine_and_exec(spec: dict[str, Any], prctl: Any, libc: Any, launcher_pid: 
         # read now, while /proc is in reach.)
         in_process = _runs_in_process(spec)
         # Reading, writing or executing outside the ruled paths; TCP; signals out of the run.
-        _restrict_filesystem(libc, spec.get("landlock"))
+        _apply_landlock(libc, spec.get("landlock"))
         # Memory, stack, CPU, fork, descriptor, file-size and core-dump bombs.
         _lower_rlimits(spec)
         # Syscalls aimed at the service, the launcher or the kernel's attack surface.
@@ -114,6 +129,7 @@ def _enter_workdir(cwd: str) -> None:
 
 
 def _join_cgroup(cgroup: dict[str, Any] | None) -> None:
+    # The cgroups layer (sandbox/layers/cgroups.py).
     if cgroup:
         # Into the run's cgroup (as root, before the uid switch), by the program itself: all
         # it and its descendants touch from now on is charged to the run's memory and pids
@@ -122,7 +138,8 @@ def _join_cgroup(cgroup: dict[str, Any] | None) -> None:
             write_text(procs, "0")
 
 
-def _private_mounts(libc: Any, binds: list[list[str]] | None) -> None:
+def _enter_mntns(libc: Any, binds: list[list[str]] | None) -> None:
+    # The mntns layer (sandbox/layers/mntns.py).
     if binds:
         # A mount namespace of its own, private so nothing propagates back to the host,
         # where folders of the run appear at fixed paths (a session's files at /mnt/data).
@@ -132,7 +149,8 @@ def _private_mounts(libc: Any, binds: list[list[str]] | None) -> None:
             _mount(libc, source, target, MS_BIND)
 
 
-def _no_network(libc: Any, netns: bool | None) -> None:
+def _enter_netns(libc: Any, netns: bool | None) -> None:
+    # The netns layer (sandbox/layers/netns.py).
     if netns:
         # A network namespace of its own, with only a loopback that is down: no route
         # anywhere even if a socket got past seccomp. Needs CAP_SYS_ADMIN, so before setuid.
@@ -140,6 +158,7 @@ def _no_network(libc: Any, netns: bool | None) -> None:
 
 
 def _switch_uid(uid: int | None, gid: int | None) -> None:
+    # The per_run_uid layer (sandbox/layers/per_run_uid.py, sandbox/identity.py).
     if uid is not None and gid is not None:
         # A per-run uid: the program cannot signal, ptrace or read /proc of the service or of
         # other runs, and RLIMIT_NPROC (not enforced for root) bounds its processes. Groups
@@ -180,10 +199,11 @@ def _runs_in_process(spec: dict[str, Any]) -> bool:
     return program.fits(int(spec["limits"]["memory_bytes"]), spec["argv"][spec["in_process"]])
 
 
-def _restrict_filesystem(libc: Any, ruleset: dict[str, Any] | None) -> None:
-    """Landlock: from here on this process and its descendants may use only the ruled paths
-    (and no TCP, and may not signal outside the run, as the masks say). See sandbox.landlock.
-    Before the rlimits: it needs a few descriptors, and RLIMIT_NOFILE may be tiny."""
+def _apply_landlock(libc: Any, ruleset: dict[str, Any] | None) -> None:
+    """The landlock layer (sandbox/layers/landlock.py): from here on this process and its
+    descendants may use only the ruled paths (and no TCP, and may not signal outside the run,
+    as the masks say). See sandbox.landlock. Before the rlimits: it needs a few descriptors, and
+    RLIMIT_NOFILE may be tiny."""
     if not ruleset:
         return
     ctypes = clib.ctypes()
@@ -244,8 +264,9 @@ def _lower_rlimits(spec: dict[str, Any]) -> None:
 
 
 def _load_seccomp(libc: Any, bpf: bytes | None) -> None:
-    """Installs the run's seccomp filter (compiled by sandbox.syscall_filter); inherited by every
-    descendant and impossible to remove. Last, so nothing above needs a syscall it refuses."""
+    """The seccomp layer (sandbox/layers/seccomp.py): installs the run's filter (compiled by
+    sandbox.syscall_filter); inherited by every descendant and impossible to remove. Last, so
+    nothing above needs a syscall it refuses."""
     if not bpf:
         return
     ctypes = clib.ctypes()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import Limits, Outcome, RunResult, Sandbox, SandboxConfig, SandboxError
+from sandbox import Limits, Mode, Outcome, RunResult, Sandbox, SandboxConfig, SandboxError
 from sandbox.landlock import probe_abi
 
 from ..utils import IS_ROOT
@@ -64,6 +64,12 @@ def test_a_required_layer_that_is_missing_stops_startup(work_root: Path) -> None
     else:
         with pytest.raises(SandboxError, match="not root"):
             make(work_root, per_run_uid="on")
+
+
+def test_a_mode_that_is_none_of_the_three_is_refused(work_root: Path) -> None:
+    with pytest.raises(ValueError, match="^tmpfs must be auto, on or off$"):
+        SandboxConfig(work_root=work_root, tmpfs="maybe")  # type: ignore[arg-type]
+    assert SandboxConfig(work_root=work_root, tmpfs="on").tmpfs is Mode.ON  # type: ignore[arg-type]
 
 
 def test_required_layers_that_exist_start(work_root: Path) -> None:
