@@ -14,7 +14,10 @@ class Stage:
     """One step (compile or run): an argv template, extra environment, default limits.
 
     Templates use `{executable}` names from the runtime, `{workdir}`, `{source}` (the main file),
-    and as whole elements `{sources...}` (every compilable file) and `{args...}` (request args).
+    `{entry}` (what the runtime's `Entry` finds to run), the stage's limits as `{memory_mb}`,
+    `{heap_mb}` (the memory limit less `heap_reserve_bytes`, for a VM's heap flag) and
+    `{stack_mb}`, and as whole elements `{sources...}` (every compilable file) and `{args...}`
+    (request args).
     """
 
     argv: tuple[str, ...]
@@ -27,6 +30,40 @@ class Stage:
     # Files the stage writes in the working directory (the compile's program): a source file
     # of such a name would be overwritten by it, or a cached copy placed over it.
     outputs: tuple[str, ...] = ()
+    # False: no per-process address-space limit (RLIMIT_AS), for VMs (JVM, V8) that reserve far
+    # more than they touch; the run's memory bound over all its processes still holds.
+    address_space: bool = True
+    # What the VM needs beside its heap (code, metadata, thread stacks, GC structures).
+    heap_reserve_bytes: int = 0
+    # Folders the compiler writes for itself (Go's build cache): not kept with its program.
+    scratch: tuple[str, ...] = ()
+
+    def heap_bytes(self, memory_bytes: int) -> int:
+        """`{heap_mb}` in bytes: the memory limit less the reserve, and at least half of it."""
+        return max(memory_bytes - self.heap_reserve_bytes, memory_bytes // 2)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A runtime that runs a class, not a file (Java): each source's public class (`class_pattern`,
+    group 1) names its file (`Main.java` holding `public class Solution` is written as
+    `Solution.java`, the name javac demands), and `{entry}` is the class, in its package
+    (`package_pattern`), of the first source, the main file first, that declares `main_pattern`.
+    """
+
+    class_pattern: str
+    main_pattern: str
+    package_pattern: str
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One of a runtime's language standards: a runtime of its own that shares everything but the
+    `flags` that replace `{variant...}` in its compile (and precompile) argv."""
+
+    name: str
+    aliases: tuple[str, ...]
+    flags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -81,6 +118,11 @@ class Runtime:
     toolchain: str | None = None  # e.g. "gcc" for c++; the TOML key is `runtime`
     session: SessionStage | None = None
     path: Path | None = None
+    entry: Entry | None = None
+    # The language standard this runtime is (`c++20`), and the names of its default runtime,
+    # which select it on Piston's route with that standard as `version`.
+    variant: str | None = None
+    family: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
