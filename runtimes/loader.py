@@ -38,7 +38,7 @@ LIST_PLACEHOLDERS = ("{args...}", "{sources...}", VARIANT_PLACEHOLDER)
 FIXED_PLACEHOLDERS = ("workdir", "source", "entry", "memory_mb", "heap_mb", "stack_mb")
 TOP_KEYS = {"name", "aliases", "source_file", "compile_sources", "executables", "version",
             "compile", "run", "selftest", "read_paths", "runtime", "session", "entry",
-            "variants"}
+            "variants", "packages"}
 STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers", "file_size_error_markers", "outputs",
               "precompiled", "warm", "address_space", "heap_reserve_bytes", "scratch"}
 VERSION_TIMEOUT_S = 20
@@ -342,6 +342,7 @@ def load_variants(path: Path) -> tuple[Runtime, ...]:
     reader.check_keys(TOP_KEYS)
     name = reader.text("name")
     aliases = reader.str_list("aliases", default=[])
+    reader.str_list("packages", default=[])  # read by runtimes/packages.py, for installing
     source_file = reader.text("source_file")
     if "/" in source_file:
         raise reader.fail("source_file", "must be a plain file name")
