@@ -6,7 +6,6 @@ Every mistake fails at startup with the file and the key, e.g.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import string
@@ -20,6 +19,7 @@ from sandbox import LIMIT_FIELDS, Limits, UnsafeName, resolve_inside
 
 from .errors import RuntimeConfigError
 from .runtime import (
+    VARIANT_PLACEHOLDER,
     Entry,
     Precompiled,
     Runtime,
@@ -28,10 +28,10 @@ from .runtime import (
     Stage,
     Variant,
     Warm,
+    with_variant,
 )
 
 BUILTIN_DIR = Path(__file__).resolve().parent
-VARIANT_PLACEHOLDER = "{variant...}"
 LIST_PLACEHOLDERS = ("{args...}", "{sources...}", VARIANT_PLACEHOLDER)
 # Known to every template: the working directory, the main file, what `[entry]` finds to run,
 # and the stage's limits (sizes in MiB, rounded down), for a VM's heap and stack flags.
@@ -304,27 +304,6 @@ def _read_selftest(table: _Reader) -> SelfTest:
                     stdin=str(table.table.get("stdin", "")))
 
 
-def _with_variant(runtime: Runtime, variant: Variant, selftest: SelfTest | None,
-                  default: bool) -> Runtime:
-    """The runtime of one language standard: `{variant...}` replaced by its flags. The default
-    keeps the runtime's name and aliases and answers to the standard's names too."""
-    stage = runtime.compile
-    assert stage is not None
-
-    def expand(argv: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(part for arg in argv
-                     for part in (variant.flags if arg == VARIANT_PLACEHOLDER else (arg,)))
-    precompiled = stage.precompiled
-    if precompiled is not None:
-        precompiled = dataclasses.replace(precompiled, argv=expand(precompiled.argv))
-    compile_stage = dataclasses.replace(stage, argv=expand(stage.argv), precompiled=precompiled)
-    names = ((runtime.name, (*runtime.aliases, variant.name, *variant.aliases)) if default
-             else (variant.name, variant.aliases))
-    return dataclasses.replace(runtime, name=names[0], aliases=names[1], compile=compile_stage,
-                               selftest=selftest or runtime.selftest, variant=variant.name,
-                               family=runtime.names)
-
-
 def load_runtime(path: Path) -> Runtime:
     """Loads and validates one runtime description, resolving its toolchain and version; of a
     runtime with language standards (`[[variants]]`), the default one (see `load_variants`)."""
@@ -379,7 +358,7 @@ def load_variants(path: Path) -> tuple[Runtime, ...]:
         return (runtime,)
     if not uses_variant:
         raise reader.fail("variants", f"need {VARIANT_PLACEHOLDER} in compile.argv")
-    return tuple(_with_variant(runtime, variant, own_test, i == 0)
+    return tuple(with_variant(runtime, variant, own_test, i == 0)
                  for i, (variant, own_test) in enumerate(variants))
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sandbox import Limits
+
+# In a compile argv: the chosen language standard's flags (`Variant.flags`).
+VARIANT_PLACEHOLDER = "{variant...}"
 
 
 @dataclass(frozen=True)
@@ -141,3 +145,24 @@ class Runtime:
         suffixes += [pattern[1:] for pattern in self.compile_sources
                      if pattern.startswith("*.") and not any(c in pattern[1:] for c in "*?[")]
         return tuple(dict.fromkeys(suffix for suffix in suffixes if suffix))
+
+
+def with_variant(runtime: Runtime, variant: Variant, selftest: SelfTest | None,
+                 default: bool) -> Runtime:
+    """The runtime of one language standard: `{variant...}` replaced by its flags. The default
+    keeps the runtime's name and aliases and answers to the standard's names too."""
+    stage = runtime.compile
+    assert stage is not None
+
+    def expand(argv: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(part for arg in argv
+                     for part in (variant.flags if arg == VARIANT_PLACEHOLDER else (arg,)))
+    precompiled = stage.precompiled
+    if precompiled is not None:
+        precompiled = dataclasses.replace(precompiled, argv=expand(precompiled.argv))
+    compile_stage = dataclasses.replace(stage, argv=expand(stage.argv), precompiled=precompiled)
+    names = ((runtime.name, (*runtime.aliases, variant.name, *variant.aliases)) if default
+             else (variant.name, variant.aliases))
+    return dataclasses.replace(runtime, name=names[0], aliases=names[1], compile=compile_stage,
+                               selftest=selftest or runtime.selftest, variant=variant.name,
+                               family=runtime.names)
