@@ -156,22 +156,23 @@ def _read_stage(reader: _Reader, key: str, executables: Mapping[str, str]) -> St
                 _check_template(table, f"argv[{i}]", arg, [*executables, "header", "output"])
         precompiled = Precompiled(tuple(table.str_list("headers", empty=False)), tuple(pc_argv),
                                   table.text("include_env"))
-    outputs = stage.str_list("outputs", default=[])
-    for i, name in enumerate(outputs):
-        try:
-            resolve_inside(Path("/"), name)
-        except UnsafeName as exc:
-            raise stage.fail(f"outputs[{i}]", str(exc)) from None
-    scratch = stage.str_list("scratch", default=[])
-    for i, name in enumerate(scratch):
-        try:
-            resolve_inside(Path("/"), name)
-        except UnsafeName as exc:
-            raise stage.fail(f"scratch[{i}]", str(exc)) from None
     return Stage(tuple(argv), env, limits, tuple(memory_markers), tuple(file_size_markers),
-                 precompiled, _read_warm(stage, key, argv, executables), tuple(outputs),
+                 precompiled, _read_warm(stage, key, argv, executables),
+                 _workdir_names(stage, "outputs"),
                  address_space=stage.flag("address_space", True),
-                 heap_reserve_bytes=stage.size("heap_reserve_bytes"), scratch=tuple(scratch))
+                 heap_reserve_bytes=stage.size("heap_reserve_bytes"),
+                 scratch=_workdir_names(stage, "scratch"))
+
+
+def _workdir_names(stage: _Reader, key: str) -> tuple[str, ...]:
+    """Names of files or folders in the working directory, which must stay inside it."""
+    names = stage.str_list(key, default=[])
+    for i, name in enumerate(names):
+        try:
+            resolve_inside(Path("/"), name)
+        except UnsafeName as exc:
+            raise stage.fail(f"{key}[{i}]", str(exc)) from None
+    return tuple(names)
 
 
 def _read_warm(stage: _Reader, key: str, argv: list[str],

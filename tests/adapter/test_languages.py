@@ -14,6 +14,8 @@ import pytest
 from ..conftest import SERVER_OUTPUT_CAP, WARM_PASS
 from ..exploits.test_catalogue import MODES, service
 from ..utils import Server, assert_nothing_left
+from .test_batch import batch
+from .test_execute_http import execute
 
 # Nothing here depends on how Python starts: the second pass of the suite leaves them out.
 pytestmark = pytest.mark.skipif(not WARM_PASS, reason="no Python runs here: one pass is enough")
@@ -202,26 +204,6 @@ CASES: list[tuple[str, list[str], dict[str, float], str, str | None, str]] = [
 ]
 
 
-def batch(server: Server, body: dict[str, Any]) -> dict[str, Any]:
-    with server.client(timeout=300) as client:
-        response = client.post("/batch", json=body)
-    assert response.status_code == 200, response.text
-    reply: dict[str, Any] = response.json()
-    assert server.health().text == "ok"
-    assert_nothing_left(server)
-    return reply
-
-
-def execute(server: Server, language: str, code: str, **properties: Any) -> dict[str, Any]:
-    response = server.post(f"/{language}/execute",
-                           json={"properties": {"code": code, **properties}})
-    assert response.status_code == 200, response.text
-    props: dict[str, Any] = response.json()["properties"]
-    assert server.health().text == "ok"
-    assert_nothing_left(server)
-    return props
-
-
 def piston(server: Server, body: dict[str, Any]) -> dict[str, Any]:
     response = server.post("/api/v2/execute", body)
     assert response.status_code == 200, response.text
@@ -269,7 +251,7 @@ def test_every_outcome_and_the_compile_cache(server: Server, language: str) -> N
 ])
 def test_compile_errors_carry_the_compilers_message(server: Server, language: str, code: str,
                                                     message: str) -> None:
-    props = execute(server, language, code)
+    props = execute(server, code, language)
     assert (props["status"], props["outcome"], props["compile"]["outcome"]) == (
         "Failure", "compile_error", "nonzero_exit")
     assert message in props["stderr"]
@@ -290,7 +272,7 @@ def test_compile_errors_carry_the_compilers_message(server: Server, language: st
 ])
 def test_aliases_serve_the_azure_route(server: Server, alias: str, language: str,
                                        code: str) -> None:
-    props = execute(server, alias, code, stdin="word")
+    props = execute(server, code, alias, stdin="word")
     assert (props["outcome"], props["stdout"], props["runtime"]["language"]) == (
         "ok", "word\n", language), props["stderr"]
 
@@ -335,8 +317,8 @@ def test_piston_names_and_standards(server: Server, language: str, version: str,
 
 @pytest.mark.parametrize("alias", ["cpp17", "c++17", "cpp"])
 def test_cpp17_is_the_default_and_refuses_cpp20(server: Server, alias: str) -> None:
-    props = execute(server, alias, '#include <string>\nint main(){return std::string("a")'
-                                   '.starts_with("a") ? 0 : 1;}')
+    props = execute(server, '#include <string>\nint main(){return std::string("a")'
+                            '.starts_with("a") ? 0 : 1;}', alias)
     assert props["outcome"] == "compile_error"
     assert "has no member named" in props["stderr"]
 
