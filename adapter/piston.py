@@ -49,9 +49,15 @@ MAX_RANGE_CHARS = 256
 
 def resolve_runtime(registry: Registry, language: str, version: str) -> Runtime | None:
     """The installed runtime named `language` (or an alias) whose version satisfies the
-    node-semver range `version`, the highest if several do; None if none does."""
+    node-semver range `version`, the highest if several do; None if none does. A language
+    standard as `version` (`"c++20"` with `"language": "c++"`) picks that variant: no range
+    looks like one."""
     if len(version) > MAX_RANGE_CHARS:
         return None
+    variant = next((rt for rt in registry if language in rt.family and rt.variant == version),
+                   None)
+    if variant is not None:
+        return variant
     matches = [rt for rt in registry if language in rt.names and _satisfies(rt.version, version)]
     if not matches:
         return None

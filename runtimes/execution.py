@@ -25,6 +25,7 @@ from sandbox import (
 )
 
 from .compile_cache import CompileCache, Compiled, ProducedFile, compile_key, fits
+from .entry import entry_point
 from .errors import ReservedSourceName
 from .request import RunRequest, SourceFile
 from .runtime import Runtime, Stage
@@ -73,9 +74,17 @@ def effective_limits(defaults: Limits, ceilings: Limits, **overrides: float | No
     return defaults.replace(**overrides).clamp(ceilings)
 
 
+MiB = 1 << 20
+
+
 def _expand(stage: Stage, runtime: Runtime, workdir: Path, main: str, sources: Sequence[str],
-            args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    values = {**runtime.executables, "workdir": str(workdir), "source": main}
+            args: Sequence[str], limits: Limits | None = None,
+            entry: str = "") -> tuple[list[str], dict[str, str]]:
+    limits = limits or stage.limits
+    values = {**runtime.executables, "workdir": str(workdir), "source": main, "entry": entry,
+              "memory_mb": str(limits.memory_bytes // MiB),
+              "heap_mb": str(stage.heap_bytes(limits.memory_bytes) // MiB),
+              "stack_mb": str(limits.stack_bytes // MiB)}
     argv: list[str] = []
     for arg in stage.argv:
         if arg == "{args...}":
@@ -171,7 +180,7 @@ async def execute(sandbox: Sandbox, request: RunRequest, *, events: StageEvents 
     if not files:
         raise ValueError("at least one source file is needed")
     check_source_names(runtime, [f.name for f in files])
-    main = request.main_file
+    files, main, entry = entry_point(runtime, files, request.main_file)
     compile_limits = request.compile_stage_limits
     compiled = request.compiled
     key = None
@@ -193,10 +202,12 @@ async def execute(sandbox: Sandbox, request: RunRequest, *, events: StageEvents 
                 events.finished("compile", compiled.result)
             if not compiled.result.ok:
                 return Execution(runtime, compiled.result, None, compiled.cached)
-        argv, env = _expand(runtime.run, runtime, jail.path, main, (), args)
+        argv, env = _expand(runtime.run, runtime, jail.path, main, (), args,
+                            request.run_limits, entry)
         result = _classify(await _run_stage(jail, "run", argv, env, request.run_limits,
                                             runtime.read_paths, request.stdin, events,
-                                            warm_interpreter(runtime)),
+                                            warm_interpreter(runtime),
+                                            runtime.run.address_space),
                            runtime.run)
         if events is not None:
             events.finished("run", result)
@@ -216,7 +227,7 @@ async def compile_program(sandbox: Sandbox, request: RunRequest,
     if not files:
         raise ValueError("at least one source file is needed")
     check_source_names(runtime, [f.name for f in files])
-    main = request.main_file
+    files, main, _entry = entry_point(runtime, files, request.main_file)
     limits = request.compile_stage_limits
     assert limits is not None
     key = None
@@ -264,19 +275,24 @@ async def _run_compiler(jail: Jail, runtime: Runtime, files: Sequence[SourceFile
                         keep_files: bool) -> Compiled:
     assert runtime.compile is not None
     argv, env = _expand(runtime.compile, runtime, jail.path, main, _compile_sources(runtime, files),
-                        args)
+                        args, limits)
     result = _classify(await _run_stage(jail, "compile", argv, env, limits, runtime.read_paths,
-                                        b"", events), runtime.compile)
+                                        b"", events,
+                                        address_space=runtime.compile.address_space),
+                       runtime.compile)
     if not (keep_files and result.ok):
         return Compiled(result)
     # The compiler's processes are all gone: what is in the jail now is what it produced.
     sources = {str(resolve_inside(jail.path, f.name).relative_to(jail.path)) for f in files}
-    produced = await asyncio.to_thread(collect_outputs, jail.path, sources)
+    produced = await asyncio.to_thread(collect_outputs, jail.path, sources,
+                                       runtime.compile.scratch)
     return Compiled(result, produced)
 
 
-def collect_outputs(folder: Path, sources: Collection[str]) -> tuple[ProducedFile, ...]:
-    """Every regular file under `folder` but `sources` (paths relative to it), after a compile.
+def collect_outputs(folder: Path, sources: Collection[str],
+                    scratch: Collection[str] = ()) -> tuple[ProducedFile, ...]:
+    """Every regular file under `folder` but `sources` and what is under the `scratch` folders
+    (paths relative to it), after a compile.
 
     Opens each folder and file with O_NOFOLLOW relative to its parent's descriptor and skips
     symlinks, FIFOs and devices (O_NONBLOCK: a FIFO would block the open): what a compile left
@@ -292,6 +308,8 @@ def collect_outputs(folder: Path, sources: Collection[str]) -> tuple[ProducedFil
             try:
                 for name in sorted(os.listdir(dir_fd)):
                     relative = prefix + name
+                    if relative in scratch:
+                        continue
                     info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                     if stat.S_ISDIR(info.st_mode):
                         pending.append((os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -332,12 +350,19 @@ def _place(jail: Jail, compiled: Compiled, events: StageEvents | None) -> None:
 
 async def _run_stage(jail: Jail, stage: str, argv: list[str], env: dict[str, str],
                      limits: Limits, read_paths: Sequence[str], stdin: bytes,
-                     events: StageEvents | None, warm: WarmInterpreter | None = None
-                     ) -> RunResult:
+                     events: StageEvents | None, warm: WarmInterpreter | None = None,
+                     address_space: bool = True) -> RunResult:
     if events is None:
-        return await jail.run(argv, env, limits, stdin=stdin, read_paths=read_paths, warm=warm)
+        process = await jail.start(argv, env, limits, read_paths, warm=warm,
+                                   address_space=address_space)
+        try:
+            return await process.communicate(stdin)
+        except BaseException:
+            jail.clean = False
+            raise
     events.started(stage)
-    process = await jail.start(argv, env, limits, read_paths, warm=warm)
+    process = await jail.start(argv, env, limits, read_paths, warm=warm,
+                               address_space=address_space)
     # Only the run stage is interactive; a compiler gets an empty stdin.
     feeding = asyncio.create_task(
         events.attach(process) if stage == "run" else process.close_stdin())

@@ -41,6 +41,8 @@ from .request import RunRequest
 from .runtime import Runtime
 
 log = logging.getLogger("runtimes")
+# Self-tests running at once at startup (see `_run_selftests`).
+SELFTESTS_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -189,9 +191,16 @@ class Runtimes:
     # ---- startup work ---------------------------------------------------------------------------
 
     async def _run_selftests(self) -> None:
-        """Runs every runtime's self-test once, in parallel."""
-        results = await asyncio.gather(*(run_selftest(self.sandbox, runtime, self.ceilings)
-                                         for runtime in self.registry))
+        """Runs every runtime's self-test once, a few at a time: where runs share the service's
+        uid, RLIMIT_NPROC counts the threads of all of them together, and a dozen compilers and
+        VMs at once (javac's JVM alone has 14) would fail each other's thread starts. Compiles
+        go through the compile cache: a restart on the same machine compiles none of them."""
+        running = asyncio.Semaphore(SELFTESTS_AT_ONCE)
+
+        async def one(runtime: Runtime) -> SelfTestResult:
+            async with running:
+                return await run_selftest(self.sandbox, runtime, self.ceilings, self.cache)
+        results = await asyncio.gather(*(one(runtime) for runtime in self.registry))
         for result in results:
             self.selftests[result.runtime] = result
             if not result.passed:
@@ -218,14 +227,17 @@ class Runtimes:
         log.info(json.dumps({"event": "precompiled", "headers": built}))
 
 
-async def run_selftest(sandbox: Sandbox, runtime: Runtime, ceilings: Limits) -> SelfTestResult:
-    """Runs the runtime's self-test program through the whole sandbox path."""
+async def run_selftest(sandbox: Sandbox, runtime: Runtime, ceilings: Limits,
+                       cache: CompileCache | None = None) -> SelfTestResult:
+    """Runs the runtime's self-test program through the whole sandbox path; its compile
+    through `cache` when given (a stored compile was made by this same toolchain and flags:
+    the compile cache's key covers them)."""
     run_limits, compile_limits = stage_limits(runtime, ceilings)
     test = runtime.selftest
     request = RunRequest(runtime, tuple(source_files(runtime, test.code)), run_limits,
                          compile_limits, stdin=test.stdin.encode())
     try:
-        execution = await execute(sandbox, request)
+        execution = await execute(sandbox, request, cache=cache)
     except (SandboxError, OSError) as exc:
         return SelfTestResult(runtime.name, False, f"the sandbox failed: {exc}")
     final = execution.final

@@ -18,15 +18,29 @@ from typing import Any
 from sandbox import LIMIT_FIELDS, Limits, UnsafeName, resolve_inside
 
 from .errors import RuntimeConfigError
-from .runtime import Precompiled, Runtime, SelfTest, SessionStage, Stage, Warm
+from .runtime import (
+    VARIANT_PLACEHOLDER,
+    Entry,
+    Precompiled,
+    Runtime,
+    SelfTest,
+    SessionStage,
+    Stage,
+    Variant,
+    Warm,
+    with_variant,
+)
 
 BUILTIN_DIR = Path(__file__).resolve().parent
-LIST_PLACEHOLDERS = ("{args...}", "{sources...}")
-FIXED_PLACEHOLDERS = ("workdir", "source")
+LIST_PLACEHOLDERS = ("{args...}", "{sources...}", VARIANT_PLACEHOLDER)
+# Known to every template: the working directory, the main file, what `[entry]` finds to run,
+# and the stage's limits (sizes in MiB, rounded down), for a VM's heap and stack flags.
+FIXED_PLACEHOLDERS = ("workdir", "source", "entry", "memory_mb", "heap_mb", "stack_mb")
 TOP_KEYS = {"name", "aliases", "source_file", "compile_sources", "executables", "version",
-            "compile", "run", "selftest", "read_paths", "runtime", "session", "libraries"}
+            "compile", "run", "selftest", "read_paths", "runtime", "session", "entry",
+            "variants", "packages", "libraries"}
 STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers", "file_size_error_markers", "outputs",
-              "precompiled", "warm"}
+              "precompiled", "warm", "address_space", "heap_reserve_bytes", "scratch"}
 VERSION_TIMEOUT_S = 20
 
 
@@ -66,6 +80,28 @@ class _Reader:
             raise self.fail(key, "must be a table")
         return _Reader(self.path, value, f"{self.prefix}{key}.")
 
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, "must be true or false")
+        return value
+
+    def size(self, key: str) -> int:
+        value = self.table.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise self.fail(key, "must be a whole number of bytes, 0 or more")
+        return value
+
+    def pattern(self, key: str) -> str:
+        value = self.text(key)
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise self.fail(key, f"is not a regular expression: {exc}") from None
+        if compiled.groups < 1:
+            raise self.fail(key, "needs a group: what it finds")
+        return value
+
     def str_map(self, key: str) -> dict[str, str]:
         value = self.table.get(key, {})
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
@@ -81,6 +117,11 @@ def _check_template(reader: _Reader, key: str, text: str, names: Iterable[str]) 
                               f"(known: {', '.join(sorted(allowed))})")
 
 
+def _fields(text: str) -> set[str]:
+    return {field for _literal, field, _spec, _conv in string.Formatter().parse(text)
+            if field is not None}
+
+
 def _read_stage(reader: _Reader, key: str, executables: Mapping[str, str]) -> Stage:
     stage = reader.sub(key)
     assert stage is not None
@@ -89,6 +130,8 @@ def _read_stage(reader: _Reader, key: str, executables: Mapping[str, str]) -> St
     for i, arg in enumerate(argv):
         if arg not in LIST_PLACEHOLDERS:
             _check_template(stage, f"argv[{i}]", arg, executables)
+        elif arg == VARIANT_PLACEHOLDER and key != "compile":
+            raise stage.fail(f"argv[{i}]", f"{VARIANT_PLACEHOLDER} is for the compile only")
     env = stage.str_map("env")
     for name, value in env.items():
         _check_template(stage, f"env.{name}", value, executables)
@@ -109,20 +152,31 @@ def _read_stage(reader: _Reader, key: str, executables: Mapping[str, str]) -> St
         table.check_keys({"headers", "argv", "include_env"})
         pc_argv = table.str_list("argv", empty=False)
         for i, arg in enumerate(pc_argv):
-            _check_template(table, f"argv[{i}]", arg, [*executables, "header", "output"])
+            if arg != VARIANT_PLACEHOLDER:
+                _check_template(table, f"argv[{i}]", arg, [*executables, "header", "output"])
         precompiled = Precompiled(tuple(table.str_list("headers", empty=False)), tuple(pc_argv),
                                   table.text("include_env"))
-    outputs = stage.str_list("outputs", default=[])
-    for i, name in enumerate(outputs):
+    return Stage(tuple(argv), env, limits, tuple(memory_markers), tuple(file_size_markers),
+                 precompiled, _read_warm(stage, key, argv, executables),
+                 _workdir_names(stage, "outputs"),
+                 address_space=stage.flag("address_space", True),
+                 heap_reserve_bytes=stage.size("heap_reserve_bytes"),
+                 scratch=_workdir_names(stage, "scratch"))
+
+
+def _workdir_names(stage: _Reader, key: str) -> tuple[str, ...]:
+    """Names of files or folders in the working directory, which must stay inside it."""
+    names = stage.str_list(key, default=[])
+    for i, name in enumerate(names):
         try:
             resolve_inside(Path("/"), name)
         except UnsafeName as exc:
-            raise stage.fail(f"outputs[{i}]", str(exc)) from None
-    return Stage(tuple(argv), env, limits, tuple(memory_markers), tuple(file_size_markers),
-                 precompiled, _read_warm(stage, key, argv), tuple(outputs))
+            raise stage.fail(f"{key}[{i}]", str(exc)) from None
+    return tuple(names)
 
 
-def _read_warm(stage: _Reader, key: str, argv: list[str]) -> Warm | None:
+def _read_warm(stage: _Reader, key: str, argv: list[str],
+               executables: Mapping[str, str]) -> Warm | None:
     table = stage.sub("warm", required=False)
     if table is None:
         return None
@@ -131,7 +185,8 @@ def _read_warm(stage: _Reader, key: str, argv: list[str]) -> Warm | None:
         raise stage.fail("warm", "is for the run stage only")
     # The interpreter's own argv (what comes before the script) must be the same on every run.
     index = argv.index("{source}") if "{source}" in argv else 0
-    if index < 1 or any(arg in LIST_PLACEHOLDERS or "{workdir}" in arg for arg in argv[:index]):
+    if index < 1 or any(arg in LIST_PLACEHOLDERS or _fields(arg) - set(executables)
+                        for arg in argv[:index]):
         raise stage.fail("warm", 'needs an argv with "{source}" after the interpreter and its '
                          "options, which may name executables only")
     preload = table.str_list("preload", default=[])
@@ -168,7 +223,7 @@ def _read_version(reader: _Reader, executables: Mapping[str, str]) -> str:
     for i, arg in enumerate(argv):
         _check_template(table, f"argv[{i}]", arg, executables)
     pattern = table.text("pattern", r"(\d+(?:\.\d+)+)")
-    argv = [arg.format(workdir="", source="", **executables) for arg in argv]
+    argv = [arg.format(**dict.fromkeys(FIXED_PLACEHOLDERS, ""), **executables) for arg in argv]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=VERSION_TIMEOUT_S,
                               env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
@@ -238,8 +293,55 @@ def _read_session(reader: _Reader, path: Path, executables: Mapping[str, str]) -
     return SessionStage(tuple(argv), session.str_map("env"), kernel_path.read_text())
 
 
+def _read_entry(reader: _Reader) -> Entry | None:
+    table = reader.sub("entry", required=False)
+    if table is None:
+        return None
+    table.check_keys({"class_pattern", "main_pattern", "package_pattern"})
+    main = table.text("main_pattern")
+    try:
+        re.compile(main)
+    except re.error as exc:
+        raise table.fail("main_pattern", f"is not a regular expression: {exc}") from None
+    return Entry(table.pattern("class_pattern"), main, table.pattern("package_pattern"))
+
+
+def _read_variants(reader: _Reader, names: set[str]) -> list[tuple[Variant, SelfTest | None]]:
+    value = reader.table.get("variants", [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise reader.fail("variants", "must be an array of tables ([[variants]])")
+    variants = []
+    for i, table in enumerate(value):
+        variant = _Reader(reader.path, table, f"variants[{i}].")
+        variant.check_keys({"name", "aliases", "flags", "selftest"})
+        name = variant.text("name")
+        aliases = variant.str_list("aliases", default=[])
+        for taken in (name, *aliases):
+            if taken in names:
+                raise variant.fail("name" if taken == name else "aliases",
+                                   f"{taken!r} is already a name of this runtime")
+            names.add(taken)
+        selftest = variant.sub("selftest", required=False)
+        variants.append((Variant(name, tuple(aliases), tuple(variant.str_list("flags"))),
+                         _read_selftest(selftest) if selftest is not None else None))
+    return variants
+
+
+def _read_selftest(table: _Reader) -> SelfTest:
+    table.check_keys({"code", "stdout", "stdin"})
+    return SelfTest(code=table.text("code"), stdout=str(table.table.get("stdout", "")),
+                    stdin=str(table.table.get("stdin", "")))
+
+
 def load_runtime(path: Path) -> Runtime:
-    """Loads and validates one runtime description, resolving its toolchain and version."""
+    """Loads and validates one runtime description, resolving its toolchain and version; of a
+    runtime with language standards (`[[variants]]`), the default one (see `load_variants`)."""
+    return load_variants(path)[0]
+
+
+def load_variants(path: Path) -> tuple[Runtime, ...]:
+    """Every runtime that one description makes: itself, or one per language standard, the
+    default first."""
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -248,6 +350,7 @@ def load_runtime(path: Path) -> Runtime:
     reader.check_keys(TOP_KEYS)
     name = reader.text("name")
     aliases = reader.str_list("aliases", default=[])
+    reader.str_list("packages", default=[])  # read by runtimes/packages.py, for installing
     source_file = reader.text("source_file")
     if "/" in source_file:
         raise reader.fail("source_file", "must be a plain file name")
@@ -260,8 +363,7 @@ def load_runtime(path: Path) -> Runtime:
     read_paths = _read_paths(reader, executables)
     selftest = reader.sub("selftest")
     assert selftest is not None
-    selftest.check_keys({"code", "stdout", "stdin"})
-    return Runtime(
+    runtime = Runtime(
         name=name,
         aliases=tuple(aliases),
         version=_read_version(reader, executables),
@@ -274,10 +376,20 @@ def load_runtime(path: Path) -> Runtime:
         toolchain=reader.text("runtime") if "runtime" in data else None,
         session=_read_session(reader, path, executables) if "session" in data else None,
         libraries=_read_libraries(reader, executables),
-        selftest=SelfTest(code=selftest.text("code"), stdout=str(selftest.table.get("stdout", "")),
-                          stdin=str(selftest.table.get("stdin", ""))),
+        selftest=_read_selftest(selftest),
         path=path,
+        entry=_read_entry(reader),
     )
+    variants = _read_variants(reader, set(runtime.names))
+    uses_variant = compile_stage is not None and VARIANT_PLACEHOLDER in compile_stage.argv
+    if not variants:
+        if uses_variant:
+            raise reader.fail("variants", f"are needed when compile.argv uses {VARIANT_PLACEHOLDER}")
+        return (runtime,)
+    if not uses_variant:
+        raise reader.fail("variants", f"need {VARIANT_PLACEHOLDER} in compile.argv")
+    return tuple(with_variant(runtime, variant, own_test, i == 0)
+                 for i, (variant, own_test) in enumerate(variants))
 
 
 def load_runtimes(*folders: Path) -> tuple[Runtime, ...]:
@@ -290,11 +402,11 @@ def load_runtimes(*folders: Path) -> tuple[Runtime, ...]:
         if not paths:
             raise RuntimeConfigError(f"{folder}: no runtime files (*.toml) here")
         for path in paths:
-            runtime = load_runtime(path)
-            for name in runtime.names:
-                if name in owners:
-                    raise RuntimeConfigError(
-                        f"{path}: name {name!r} is already used by {owners[name]}")
-                owners[name] = path
-            runtimes.append(runtime)
+            for runtime in load_variants(path):
+                for name in runtime.names:
+                    if name in owners:
+                        raise RuntimeConfigError(
+                            f"{path}: name {name!r} is already used by {owners[name]}")
+                    owners[name] = path
+                runtimes.append(runtime)
     return tuple(runtimes)

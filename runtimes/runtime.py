@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sandbox import Limits
+
+# In a compile argv: the chosen language standard's flags (`Variant.flags`).
+VARIANT_PLACEHOLDER = "{variant...}"
 
 
 @dataclass(frozen=True)
@@ -14,7 +18,10 @@ class Stage:
     """One step (compile or run): an argv template, extra environment, default limits.
 
     Templates use `{executable}` names from the runtime, `{workdir}`, `{source}` (the main file),
-    and as whole elements `{sources...}` (every compilable file) and `{args...}` (request args).
+    `{entry}` (what the runtime's `Entry` finds to run), the stage's limits as `{memory_mb}`,
+    `{heap_mb}` (the memory limit less `heap_reserve_bytes`, for a VM's heap flag) and
+    `{stack_mb}`, and as whole elements `{sources...}` (every compilable file) and `{args...}`
+    (request args).
     """
 
     argv: tuple[str, ...]
@@ -27,6 +34,40 @@ class Stage:
     # Files the stage writes in the working directory (the compile's program): a source file
     # of such a name would be overwritten by it, or a cached copy placed over it.
     outputs: tuple[str, ...] = ()
+    # False: no per-process address-space limit (RLIMIT_AS), for VMs (JVM, V8) that reserve far
+    # more than they touch; the run's memory bound over all its processes still holds.
+    address_space: bool = True
+    # What the VM needs beside its heap (code, metadata, thread stacks, GC structures).
+    heap_reserve_bytes: int = 0
+    # Folders the compiler writes for itself (Go's build cache): not kept with its program.
+    scratch: tuple[str, ...] = ()
+
+    def heap_bytes(self, memory_bytes: int) -> int:
+        """`{heap_mb}` in bytes: the memory limit less the reserve, and at least half of it."""
+        return max(memory_bytes - self.heap_reserve_bytes, memory_bytes // 2)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A runtime that runs a class, not a file (Java): each source's public class (`class_pattern`,
+    group 1) names its file (`Main.java` holding `public class Solution` is written as
+    `Solution.java`, the name javac demands), and `{entry}` is the class, in its package
+    (`package_pattern`), of the first source, the main file first, that declares `main_pattern`.
+    """
+
+    class_pattern: str
+    main_pattern: str
+    package_pattern: str
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One of a runtime's language standards: a runtime of its own that shares everything but the
+    `flags` that replace `{variant...}` in its compile (and precompile) argv."""
+
+    name: str
+    aliases: tuple[str, ...]
+    flags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -81,6 +122,11 @@ class Runtime:
     toolchain: str | None = None  # e.g. "gcc" for c++; the TOML key is `runtime`
     session: SessionStage | None = None
     path: Path | None = None
+    entry: Entry | None = None
+    # The language standard this runtime is (`c++20`), and the names of its default runtime,
+    # which select it on Piston's route with that standard as `version`.
+    variant: str | None = None
+    family: tuple[str, ...] = ()
     # (name, version) of the libraries installed for its programs (the TOML's [libraries])
     libraries: tuple[tuple[str, str], ...] = ()
 
@@ -101,3 +147,24 @@ class Runtime:
         suffixes += [pattern[1:] for pattern in self.compile_sources
                      if pattern.startswith("*.") and not any(c in pattern[1:] for c in "*?[")]
         return tuple(dict.fromkeys(suffix for suffix in suffixes if suffix))
+
+
+def with_variant(runtime: Runtime, variant: Variant, selftest: SelfTest | None,
+                 default: bool) -> Runtime:
+    """The runtime of one language standard: `{variant...}` replaced by its flags. The default
+    keeps the runtime's name and aliases and answers to the standard's names too."""
+    stage = runtime.compile
+    assert stage is not None
+
+    def expand(argv: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(part for arg in argv
+                     for part in (variant.flags if arg == VARIANT_PLACEHOLDER else (arg,)))
+    precompiled = stage.precompiled
+    if precompiled is not None:
+        precompiled = dataclasses.replace(precompiled, argv=expand(precompiled.argv))
+    compile_stage = dataclasses.replace(stage, argv=expand(stage.argv), precompiled=precompiled)
+    names = ((runtime.name, (*runtime.aliases, variant.name, *variant.aliases)) if default
+             else (variant.name, variant.aliases))
+    return dataclasses.replace(runtime, name=names[0], aliases=names[1], compile=compile_stage,
+                               selftest=selftest or runtime.selftest, variant=variant.name,
+                               family=runtime.names)

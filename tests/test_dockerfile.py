@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -180,11 +181,52 @@ def test_both_stages_are_debian_python_3_11() -> None:
 
 def test_build_tools_stay_in_the_builder() -> None:
     assert {"gcc", "libcap-dev"} <= apt_installs(0)
-    assert apt_installs(FINAL_STAGE) == {"g++", "libcap2", "libseccomp2", "tini"}
+    # The toolchains are those the runtime files name (`$packages`, see below), nothing else.
+    assert apt_installs(FINAL_STAGE) == {"libcap2", "libseccomp2", "tini", "$packages"}
     # The final stage takes the installed service from the builder, never the source tree.
     for instruction in of("COPY", FINAL_STAGE):
         assert split_flags(instruction.args)[0].get("from") == "builder", instruction.args
     assert any("pip wheel" in i.args for i in of("RUN", 0))
+
+
+def packages_command() -> list[str]:
+    """The final stage's runtimes/packages.py command, as the shell would split it."""
+    [run] = [i for i in of("RUN", FINAL_STAGE) if "packages.py" in i.args]
+    found = re.search(r'packages="\$\(([^)]*)\)"', run.args)
+    assert found, run.args
+    return shlex.split(found.group(1))
+
+
+def test_the_runtimes_argument_selects_toolchains_and_runtime_files(tmp_path: Path) -> None:
+    [arg] = [i.args for i in of("ARG", FINAL_STAGE)]
+    assert arg == "RUNTIMES=all"
+    python, script, *options = packages_command()
+    # The script as the wheel installs it, run by the image's own Python (the FROM's 3.11).
+    assert python == "python"
+    assert script == "/opt/sandbox-service/lib/python3.11/site-packages/runtimes/packages.py"
+    assert options == ["--prune", "$RUNTIMES"]
+    every = {name for path in (REPO / "runtimes").glob("*.toml")
+             for name in [tomllib.loads(path.read_text())["name"]]}
+
+    def select(*names: str) -> tuple[list[str], set[str]]:
+        folder = tmp_path / "-".join(names)
+        shutil.copytree(REPO / "runtimes", folder, ignore=shutil.ignore_patterns("*.py*"))
+        done = subprocess.run([sys.executable, str(REPO / "runtimes" / "packages.py"),
+                               "--folder", str(folder), "--prune", *names],
+                              capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+        kept = {tomllib.loads(p.read_text())["name"] for p in folder.glob("*.toml")}
+        return done.stdout.split(), kept
+
+    packages, kept = select("all")
+    assert kept == every >= {"python", "c++", "c", "java", "javascript", "bash", "go", "rust"}
+    assert {"g++", "openjdk-17-jdk-headless", "nodejs", "golang-go", "rustc"} <= set(packages)
+    packages, kept = select("python", "c++")
+    assert (packages, kept) == (["g++"], {"python", "c++"})
+    done = subprocess.run([sys.executable, str(REPO / "runtimes" / "packages.py"), "c++"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert "python is always needed" in done.stderr
 
 
 def test_the_image_listens_on_port_8080() -> None:

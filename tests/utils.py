@@ -10,6 +10,7 @@ A server runs in one of two modes:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -697,6 +698,29 @@ def stray_files(server: Server, places: Sequence[Path] = SHARED_TMP) -> list[Pat
     for place in places:
         found += owned_entries(place, run_owners(server), since, top=True)
     return found
+
+
+# ---- runtimes ----------------------------------------------------------------------------------
+
+@cache
+def _runtimes_folder(names: tuple[str, ...]) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="sandbox-test-runtimes-", dir="/tmp"))
+    os.chmod(folder, 0o755)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    for name in names:
+        shutil.copy2(REPO / "runtimes" / name, folder / name)
+        os.chmod(folder / name, 0o644)
+    return folder
+
+
+def only_runtimes(*names: str) -> dict[str, str]:
+    """The setting that makes a server load only these built-in runtime files (with the files
+    they name), for a server whose working directories are too small for a Go or Rust binary:
+    its self-tests would fail, and it would never become healthy."""
+    return {"SANDBOX_RUNTIMES_DIRS": str(_runtimes_folder(tuple(sorted(names))))}
+
+
+PYTHON_AND_CPP = ("python.toml", "python_kernel.py", "cpp.toml")
 
 
 # ---- warm and fresh Python -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sandbox import Sandbox
 
 from ..conftest import SERVER_OUTPUT_CAP
 from ..utils import Server, assert_nothing_left
+from .test_errors import UNKNOWN_COBOL
 from .test_operations import get_metrics, sample
 
 CPP_MODES = r"""
@@ -232,7 +233,7 @@ BAD_REQUESTS = [
     ([], 400, "the request body must be an object"),
     ({"files": [], "cases": []}, 400, "language must be a string"),
     ({"language": "cobol", "files": [{"content": ""}], "cases": [{}]}, 404,
-     "unknown language 'cobol'; available: c++, cpp, g++, py, py3, python, python3"),
+     UNKNOWN_COBOL),
     ({"language": "python", "files": [], "cases": [{}]}, 400, "files must be a non-empty array"),
     ({"language": "python", "files": [{"content": 1}], "cases": [{}]}, 400,
      "files[0].content must be a string"),

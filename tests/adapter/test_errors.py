@@ -55,11 +55,17 @@ def test_oversized_chunked_body_is_413(app_client: TestClient) -> None:
     assert response.json() == {"message": "the request body exceeds the limit of 1048576 bytes"}
 
 
+# What a request for an unknown language hears: every name and alias there is.
+UNKNOWN_COBOL = (
+    "unknown language 'cobol'; available: bash, c, c++, c++17, c++20, c++23, c11, c17, cpp, "
+    "cpp17, cpp20, cpp23, g++, gcc, go, golang, java, javascript, js, node, nodejs, openjdk, "
+    "py, py3, python, python3, rs, rust, rustc, sh")
+
+
 def test_unknown_language_lists_languages(app_client: TestClient) -> None:
     response = app_client.post("/cobol/execute", json={"properties": {"code": ""}})
     assert response.status_code == 404
-    assert response.json()["message"] == (
-        "unknown language 'cobol'; available: c++, cpp, g++, py, py3, python, python3")
+    assert response.json()["message"] == UNKNOWN_COBOL
 
 
 def test_unknown_path_names_method_path_and_routes(app_client: TestClient) -> None:

@@ -105,11 +105,17 @@ def test_runtimes_list_is_pistons_shape(server: Server, prefix: str,
         response = client.get(f"{prefix}/runtimes")
     assert response.status_code == 200
     assert response.content == compact(response.json())
-    assert response.json() == [
-        {"language": "c++", "version": versions["c++"], "aliases": ["cpp", "g++"],
-         "runtime": "gcc"},
-        {"language": "python", "version": versions["python"], "aliases": ["py", "python3", "py3"]},
-    ]
+    listed = {rt["language"]: rt for rt in response.json()}
+    assert set(listed) == {"bash", "c", "c11", "c++", "c++20", "c++23", "go", "java",
+                           "javascript", "python", "rust"}
+    # The default standard keeps the runtime's name and aliases, and answers to its own.
+    assert listed["c++"] == {"language": "c++", "version": versions["c++"],
+                             "aliases": ["cpp", "g++", "c++17", "cpp17"], "runtime": "gcc"}
+    assert listed["c++20"] == {"language": "c++20", "version": versions["c++"],
+                               "aliases": ["cpp20"], "runtime": "gcc"}
+    assert listed["javascript"]["runtime"] == "node"
+    assert listed["python"] == {"language": "python", "version": versions["python"],
+                                "aliases": ["py", "python3", "py3"]}
 
 
 def test_listed_python_version_is_the_interpreter_that_runs(server: Server,

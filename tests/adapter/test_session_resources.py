@@ -23,11 +23,13 @@ import pytest
 from ..conftest import SERVER_ENV, SERVER_OUTPUT_CAP
 from ..utils import (
     IS_ROOT,
+    PYTHON_AND_CPP,
     SERVICE_USER,
     Server,
     alive,
     assert_nothing_left,
     find_user,
+    only_runtimes,
     provide_user_python,
     serve,
 )
@@ -368,8 +370,9 @@ def test_a_refused_upload_to_a_new_identifier_starts_no_session(server: Server) 
 @pytest.fixture(scope="module")
 def quota_server() -> Iterator[Server]:
     """A server whose sessions hold QUOTA_BYTES of files and that takes one upload at once."""
+    # 4 MiB of files: too small for a Rust binary, so Python and C++ alone.
     with serve({**SERVER_ENV, "SANDBOX_MAX_DISK_BYTES": str(QUOTA_BYTES),
-                "SANDBOX_MAX_UPLOADS_IN_FLIGHT": "1"}) as srv:
+                "SANDBOX_MAX_UPLOADS_IN_FLIGHT": "1", **only_runtimes(*PYTHON_AND_CPP)}) as srv:
         yield srv
 
 

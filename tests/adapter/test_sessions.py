@@ -29,11 +29,13 @@ import pytest
 
 from ..conftest import SERVER_ENV, SERVER_OUTPUT_CAP
 from ..utils import (
+    PYTHON_AND_CPP,
     UNPRIVILEGED_MODE,
     Server,
     alive,
     assert_nothing_left,
     make_work_root,
+    only_runtimes,
     run_server,
     serve,
 )
@@ -913,10 +915,12 @@ def brief_server() -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def small_server() -> Iterator[Server]:
     """A server with small ceilings on live sessions and on each session's files."""
+    # 256 KiB of files: too small for a Go or Rust binary, so Python and C++ alone.
     with serve({**SERVER_ENV, "SANDBOX_MAX_SESSIONS": str(MAX_SESSIONS),
                 "SANDBOX_MAX_DISK_BYTES": str(DISK_BYTES),
                 "SANDBOX_MAX_DISK_FILES": str(DISK_FILES),
-                "SANDBOX_MAX_UPLOAD_BYTES": str(UPLOAD_BYTES)}) as srv:
+                "SANDBOX_MAX_UPLOAD_BYTES": str(UPLOAD_BYTES),
+                **only_runtimes(*PYTHON_AND_CPP)}) as srv:
         yield srv
 
 

@@ -51,7 +51,7 @@ def test_builtin_runtimes_load_with_real_versions() -> None:
     assert re.fullmatch(r"3\.\d+\.\d+", python.version)
     assert re.fullmatch(r"\d+\.\d+\.\d+", cpp.version)
     assert python.executables["python"].startswith("/")
-    with pytest.raises(UnknownRuntime, match="unknown language 'cobol'; available: c"):
+    with pytest.raises(UnknownRuntime, match="unknown language 'cobol'; available: bash, c, c\\+\\+, "):
         registry.find("cobol")
 
 
