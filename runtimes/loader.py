@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import string
-import subprocess
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
@@ -17,6 +16,7 @@ from typing import Any
 
 from sandbox import LIMIT_FIELDS, Limits, UnsafeName, resolve_inside
 
+from . import toolchain
 from .errors import RuntimeConfigError
 from .runtime import (
     VARIANT_PLACEHOLDER,
@@ -41,7 +41,6 @@ TOP_KEYS = {"name", "aliases", "source_file", "compile_sources", "executables", 
             "variants", "packages", "libraries"}
 STAGE_KEYS = {"argv", "env", "limits", "memory_error_markers", "file_size_error_markers", "outputs",
               "precompiled", "warm", "address_space", "heap_reserve_bytes", "scratch"}
-VERSION_TIMEOUT_S = 20
 
 
 class _Reader:
@@ -215,54 +214,36 @@ def _resolve_executables(reader: _Reader) -> dict[str, str]:
     return resolved
 
 
+def _command(table: _Reader, executables: Mapping[str, str]) -> list[str]:
+    """A table's `argv`, checked and expanded (executables only: nothing runs in a jail)."""
+    argv = table.str_list("argv", empty=False)
+    for i, arg in enumerate(argv):
+        _check_template(table, f"argv[{i}]", arg, executables)
+    return [arg.format(**dict.fromkeys(FIXED_PLACEHOLDERS, ""), **executables) for arg in argv]
+
+
 def _read_version(reader: _Reader, executables: Mapping[str, str]) -> str:
     table = reader.sub("version")
     assert table is not None
     table.check_keys({"argv", "pattern"})
-    argv = table.str_list("argv", empty=False)
-    for i, arg in enumerate(argv):
-        _check_template(table, f"argv[{i}]", arg, executables)
     pattern = table.text("pattern", r"(\d+(?:\.\d+)+)")
-    argv = [arg.format(**dict.fromkeys(FIXED_PLACEHOLDERS, ""), **executables) for arg in argv]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=VERSION_TIMEOUT_S,
-                              env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
-                              stdin=subprocess.DEVNULL, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise table.fail("argv", f"could not run {argv}: {exc}") from exc
-    match = re.search(pattern, done.stdout + done.stderr)
-    if done.returncode != 0 or match is None:
-        raise table.fail("pattern", f"no version found in the output of {argv}: "
-                         f"{(done.stdout + done.stderr).strip()[:200]!r}")
-    return match.group(1) if match.groups() else match.group(0)
+        return toolchain.version(_command(table, executables), pattern)
+    except toolchain.ToolchainError as exc:
+        raise table.fail(exc.key, str(exc)) from exc
 
 
 def _read_libraries(reader: _Reader, executables: Mapping[str, str]
                     ) -> tuple[tuple[str, str], ...]:
-    """The libraries installed for the runtime's programs, as `[libraries].argv` prints them:
-    one `name version` line each (those not installed are simply not printed)."""
+    """The libraries installed for the runtime's programs, as `[libraries].argv` prints them."""
     table = reader.sub("libraries", required=False)
     if table is None:
         return ()
     table.check_keys({"argv"})
-    argv = table.str_list("argv", empty=False)
-    for i, arg in enumerate(argv):
-        _check_template(table, f"argv[{i}]", arg, executables)
-    argv = [arg.format(workdir="", source="", **executables) for arg in argv]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=VERSION_TIMEOUT_S,
-                              env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
-                              stdin=subprocess.DEVNULL, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise table.fail("argv", f"could not run {argv}: {exc}") from exc
-    if done.returncode != 0:
-        raise table.fail("argv", f"{argv} failed: {done.stderr.strip()[-200:]!r}")
-    found = []
-    for line in done.stdout.splitlines():
-        name, _, version = line.strip().partition(" ")
-        if name and version:
-            found.append((name, version.strip()))
-    return tuple(found)
+        return toolchain.libraries(_command(table, executables))
+    except toolchain.ToolchainError as exc:
+        raise table.fail(exc.key, str(exc)) from exc
 
 
 def _read_paths(reader: _Reader, executables: Mapping[str, str]) -> tuple[str, ...]:
