@@ -197,9 +197,19 @@ def packages_command() -> list[str]:
     return shlex.split(found.group(1))
 
 
+def test_the_programs_python_gets_ipython_and_the_stack() -> None:
+    """Debian's python3-* packages serve /usr/bin/python3; the image's programs run the
+    official image's /usr/local/bin/python3, so pip installs them for it."""
+    [libraries] = [i.args for i in of("ARG", FINAL_STAGE) if i.args.startswith("PYTHON_LIB")]
+    for name in ("numpy", "pandas", "matplotlib", "scipy", "scikit-learn", "sympy"):
+        assert f"{name}==" in libraries
+    [install] = [i.args for i in of("RUN", FINAL_STAGE) if i.args.startswith("pip install")]
+    assert '"ipython==8.*" $PYTHON_LIBRARIES' in install
+
+
 def test_the_runtimes_argument_selects_toolchains_and_runtime_files(tmp_path: Path) -> None:
-    [arg] = [i.args for i in of("ARG", FINAL_STAGE)]
-    assert arg == "RUNTIMES=all"
+    args = [i.args for i in of("ARG", FINAL_STAGE)]
+    assert "RUNTIMES=all" in args
     python, script, *options = packages_command()
     # The script as the wheel installs it, run by the image's own Python (the FROM's 3.11).
     assert python == "python"
