@@ -337,3 +337,40 @@ def test_client_leaving_mid_compile_leaves_no_process(server: Server) -> None:
         while not any(p.name() == "cc1plus" for p in leftover_processes(server)):
             assert time.monotonic() < deadline, "the compiler never started"
             time.sleep(0.02)
+
+
+# The other runtimes, interactively: each reads a line, answers, reads the rest to end of input.
+INTERACTIVE = {
+    "javascript": ("const rl = require('readline').createInterface({input: process.stdin});\n"
+                   "const lines = []; rl.on('line', l => { lines.push(l);"
+                   " if (lines.length === 1) console.log('got ' + l); });\n"
+                   "rl.on('close', () => console.log('then ' + lines.slice(1).join('|')));\n"),
+    "bash": "read first\necho \"got $first\"\nrest=$(cat)\necho \"then ${rest//$'\\n'/|}\"\n",
+    "java": ("import java.util.*;\npublic class Main { public static void main(String[] a) {\n"
+             "  Scanner in = new Scanner(System.in); System.out.println(\"got \" + in.nextLine());"
+             "\n  List<String> rest = new ArrayList<>();"
+             " while (in.hasNextLine()) rest.add(in.nextLine());\n"
+             "  System.out.println(\"then \" + String.join(\"|\", rest)); } }\n"),
+    "c": ("#include <stdio.h>\n#include <string.h>\nint main(void){ char l[64]; fgets(l, 64, stdin);"
+          " l[strcspn(l, \"\\n\")] = 0; printf(\"got %s\\n\", l); fflush(stdout);\n"
+          "  char all[256] = \"\"; while (fgets(l, 64, stdin)) { l[strcspn(l, \"\\n\")] = 0;"
+          " if (*all) strcat(all, \"|\"); strcat(all, l); } printf(\"then %s\\n\", all); }\n"),
+}
+
+
+MAIN_FILES = {"javascript": "main.js", "bash": "main.sh", "java": "Main.java", "c": "main.c"}
+
+
+@pytest.mark.parametrize("language", sorted(INTERACTIVE))
+def test_other_runtimes_stream_stdin_too(server: Server, language: str) -> None:
+    with conversation(server) as talk:
+        talk.send({**init(language, INTERACTIVE[language]),
+                   "files": [{"name": MAIN_FILES[language], "content": INTERACTIVE[language]}]})
+        talk.send({"type": "data", "stream": "stdin", "data": "first\n"})
+        answered = talk.receive_until(is_data("got first\n"), timeout=60)
+        talk.send({"type": "data", "stream": "stdin", "data": "second\nthird\n"})
+        talk.send({"type": "data", "stream": "stdin", "eof": True})
+        messages = answered + talk.rest(timeout=60)
+    assert stream_text(messages, "stdout") == "got first\nthen second|third\n", messages
+    assert messages[-1] == exit_message("run")
+    assert talk.close == JOB_COMPLETED

@@ -204,3 +204,23 @@ def test_a_checker_from_the_command_line_or_the_tests_file(server: Server,
     assert rows(tokens.stdout)[0][2] == ("token 1 differs: expected '0.333333', "
                                          "got '0.3333333333333333'")
     assert_nothing_left(server)
+
+
+SUM_C = ('#include <stdio.h>\nint main(void){ long a, b; scanf("%ld %ld", &a, &b); '
+         'printf("%ld\\n", a + b); return 0; }\n')
+SUM_JAVA = ("import java.util.*;\npublic class Sum { public static void main(String[] x) {\n"
+            "  Scanner in = new Scanner(System.in);\n"
+            "  System.out.println(in.nextLong() + in.nextLong()); } }\n")
+
+
+@pytest.mark.parametrize(("name", "code"), [("sum.c", SUM_C), ("Sum.java", SUM_JAVA)])
+def test_other_languages_by_their_suffix(server: Server, tmp_path: Path, tests_dir: Path,
+                                         name: str, code: str) -> None:
+    """The suffix comes from the service (GET /), not from a table of the CLI's."""
+    source = tmp_path / name
+    source.write_text(f"// {secrets.token_hex(8)}\n{code}")
+    done = grade(source, tests_dir, "--endpoint", server.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert rows(done.stdout) == [("1", "accepted", None), ("2", "accepted", None),
+                                 ("10", "accepted", None)]
+    assert_nothing_left(server)
