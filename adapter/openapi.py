@@ -357,7 +357,8 @@ def openapi_document(version: str, operations: Iterable[tuple[str, str, dict[str
     return {
         "openapi": "3.1.0",
         "info": {"title": "sandbox-service", "version": version,
-                 "description": "Runs untrusted Python and C++ programs under confinement; "
+                 "description": "Runs untrusted programs (Python, C++, C, Java, JavaScript, "
+                                "Bash, Go, Rust) under confinement; "
                                 "Azure session-pool execute routes and Piston's v2 API."},
         "paths": paths,
         "components": {"schemas": SCHEMAS},
