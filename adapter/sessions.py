@@ -196,10 +196,7 @@ class Sessions:
 
     def _set_up_files_at(self, sandbox: Any) -> str:
         if sandbox.layers.active("mntns"):
-            # The mount point must be a folder: a link (left by the other mode) would carry the
-            # bind mount to wherever it points.
-            _point_link(None)
-            os.makedirs(FILES_AT, mode=0o755, exist_ok=True)
+            _make_mount_point()
             self.files_at = FILES_AT
             return f"every session's files are at {FILES_AT} (a mount namespace per kernel)"
         if os.path.isdir(FILES_AT) and not os.path.islink(FILES_AT):
@@ -253,7 +250,15 @@ class Sessions:
                     await stack.aclose()
                     raise
                 files_at = self.files_at
-                if files_at is not None and not self.sandbox.layers.active("mntns"):
+                if files_at is not None and self.sandbox.layers.active("mntns"):
+                    # Made again if gone: /mnt/data is the machine's, and a service in the
+                    # other mode (or anyone) may have removed it since startup. If it cannot
+                    # be, this session has its files in its working directory only.
+                    try:
+                        _make_mount_point()
+                    except OSError:
+                        files_at = None
+                elif files_at is not None:
                     if self.link_holder is None:
                         _point_link(jail.path)
                         self.link_holder = identifier
@@ -406,6 +411,13 @@ def _entries(folder: str) -> list[os.DirEntry[str]]:
             if attempt or not restore_access(folder):
                 break
     return []
+
+
+def _make_mount_point() -> None:
+    """/mnt/data as a folder to bind sessions' folders on. It must be a folder: a link (left by
+    a service in the other mode) would carry the bind mount to wherever it points."""
+    _point_link(None)
+    os.makedirs(FILES_AT, mode=0o755, exist_ok=True)
 
 
 def _point_link(target: Path | None) -> None:

@@ -1099,6 +1099,19 @@ def test_an_upload_over_the_upload_limit_is_413(small_server: Server) -> None:
 
 
 @pytest.mark.root
+def test_a_mount_point_removed_after_startup_is_made_again(
+        new_session: Callable[..., Session]) -> None:
+    """/mnt/data is the machine's: a service in the other mode (or anyone) may remove it while
+    this one runs; the next session's kernel still finds its files there."""
+    session = new_session()
+    if not layer_active(session.server, "mntns"):
+        pytest.skip("no mount namespaces here: sessions do not bind /mnt/data")
+    if os.path.isdir(FILES_AT) and not os.path.islink(FILES_AT):
+        os.rmdir(FILES_AT)
+    assert session.upload("data.csv", b"kept").status_code == 200
+    assert session.result(f"open('{FILES_AT}/data.csv').read()") == "kept"
+
+
 def test_without_mount_namespaces_mnt_data_links_to_one_session_at_a_time() -> None:
     """A default container (no CAP_SYS_ADMIN): /mnt/data is a link to the folder of the oldest
     live session, which in a pool container is the only one; a second session cannot follow
