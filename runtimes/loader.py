@@ -263,7 +263,7 @@ def _read_paths(reader: _Reader, executables: Mapping[str, str]) -> tuple[str, .
 def _read_session(reader: _Reader, path: Path, executables: Mapping[str, str]) -> SessionStage:
     session = reader.sub("session")
     assert session is not None
-    session.check_keys({"argv", "kernel", "env"})
+    session.check_keys({"argv", "kernel", "env", "address_space"})
     kernel_name = session.text("kernel")
     kernel_path = path.parent / kernel_name
     if "/" in kernel_name or not kernel_path.is_file():
@@ -271,7 +271,8 @@ def _read_session(reader: _Reader, path: Path, executables: Mapping[str, str]) -
     argv = session.str_list("argv", empty=False)
     for i, arg in enumerate(argv):
         _check_template(session, f"argv[{i}]", arg, [*executables, "kernel"])
-    return SessionStage(tuple(argv), session.str_map("env"), kernel_path.read_text())
+    return SessionStage(tuple(argv), session.str_map("env"), kernel_path.read_text(),
+                        session.flag("address_space", True))
 
 
 def _read_entry(reader: _Reader) -> Entry | None:

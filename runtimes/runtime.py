@@ -91,11 +91,12 @@ class Precompiled:
 @dataclass(frozen=True)
 class SessionStage:
     """How to start the runtime's stateful kernel: argv (with `{kernel}`, the kernel's source
-    text) and extra environment."""
+    text) and extra environment; `address_space` as a stage's."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str]
     kernel: str
+    address_space: bool = True
 
 
 @dataclass(frozen=True)

@@ -162,11 +162,9 @@ class InterpreterSession:
                for name, value in {**BASE_ENV, **stage.env}.items()}
         if self.files_at:
             env["SESSION_FILES_AT"] = self.files_at
-        # No per-process address-space limit: the scientific stack a kernel imports (OpenBLAS,
-        # pandas, matplotlib) reserves far more than it touches. The session's memory bound
-        # over all its processes (its cgroup, or the launcher's measuring) still holds.
         self.process = await self.jail.start(argv, env, self.limits, self.runtime.read_paths,
-                                             also_at=self.files_at, address_space=False)
+                                             also_at=self.files_at,
+                                             address_space=stage.address_space)
         await self.process.write_stdin(b"")
         self.idle_bytes = 0
         self.frames = Frames()
