@@ -180,18 +180,18 @@ async def run_checker(service: Service, program: CheckerProgram, compiled: Compi
         compiled=compiled))
     result = execution.run
     assert result is not None
-    if result.outcome is Outcome.NONZERO_EXIT or result.outcome is Outcome.OK:
-        name = CHECKER_VERDICTS.get(result.exit_code or 0)
-        if name is not None:
-            message = _message(result)
-            if name == "accepted":
-                return Verdict(name)
-            return Verdict(name, message or None)
-        return Verdict("checker_error", f"the checker exited with {result.exit_code} (0 "
-                       "accepted, 1 wrong answer, 2 presentation error, 3 checker failure)"
-                       + (f": {_message(result)}" if _message(result) else ""))
-    return Verdict("checker_error", f"the checker ended with {result.outcome.value}"
-                   + (f" ({signal_name(result.signal)})" if result.signal else ""))
+    if result.outcome not in (Outcome.OK, Outcome.NONZERO_EXIT):
+        return Verdict("checker_error", f"the checker ended with {result.outcome.value}"
+                       + (f" ({signal_name(result.signal)})" if result.signal else ""))
+    message = _message(result)
+    name = CHECKER_VERDICTS.get(result.exit_code or 0)
+    if name == "accepted":
+        return Verdict(name)
+    if name is not None:
+        return Verdict(name, message or None)
+    return Verdict("checker_error", f"the checker exited with {result.exit_code} (0 "
+                   "accepted, 1 wrong answer, 2 presentation error, 3 checker failure)"
+                   + (f": {message}" if message else ""))
 
 
 def _message(result: RunResult) -> str:

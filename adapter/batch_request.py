@@ -27,7 +27,8 @@ DEFAULT_CHECKER = Checker()
 # The limits a request may set, with the ceiling each is checked against.
 LIMIT_KEYS = ("wall_timeout_s", "cpu_time_s", "memory_bytes", "max_output_bytes")
 BATCH_KEYS = ("language", "files", "limits", "cases", "checker")
-CHECKER_KEYS = ("type", "absolute", "relative", "language", "files", "limits")
+COMPARER_KEYS = ("type", "absolute", "relative")
+CHECKER_KEYS = (*COMPARER_KEYS, "language", "files", "limits")  # a checker program's
 # What a checker program is given, in its working directory and as its arguments (testlib's
 # order: the input, the program's output, the expected answer).
 CHECKER_INPUTS = ("input.txt", "output.txt", "expected.txt")
@@ -119,7 +120,7 @@ def parse_checker(value: Any, path: str = "checker") -> Checker:
     if isinstance(value, str):
         value = {"type": value}
     checker = require_object(value, path)
-    _check_keys(checker, CHECKER_KEYS[:3], path + ".")
+    _check_keys(checker, COMPARER_KEYS, path + ".")
     kind = checker.get("type")
     if kind not in KINDS:
         raise BadRequest(f"{path}.type must be one of {', '.join(KINDS)}, program")

@@ -69,8 +69,6 @@ class Service:
                             precompiled_folder=(settings.precompiled_folder()
                                                 if settings.precompile else None),
                             precompiled="turned off by configuration")
-        # Started now, before serving, so the first run finds its interpreter warm.
-        runtimes.start_warm()
         return cls(settings, sandbox, runtimes, admission, metrics, sessions,
                    memory_budget_detail=budget_detail)
 

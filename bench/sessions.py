@@ -31,9 +31,9 @@ LEGACY = "2024-02-02-preview"
 NEWER = "2025-02-02-preview"
 
 
-def bare(code: str) -> Callable[[], None]:
+def bare(code: str) -> Callable[[], object]:
     env = {"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    return lambda: subprocess.run([PYTHON, "-c", code], check=True, env=env)  # type: ignore[return-value]
+    return lambda: subprocess.run([PYTHON, "-c", code], check=True, env=env)
 
 
 def main() -> None:

@@ -120,17 +120,13 @@ class Runtimes:
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
-    def start_warm(self) -> None:
-        """Starts every runtime's warm interpreter, so the first run finds it warm. Part of
-        `start`; callable earlier, before an event loop runs."""
-        for runtime in self.registry:
-            self.sandbox.warm_zygote(warm_interpreter(runtime))
-
     async def start(self) -> None:
-        """Warm interpreters now; the self-tests and the precompiled headers in the background
+        """Warm interpreters now (before the service serves, so the first run finds its
+        interpreter warm); the self-tests and the precompiled headers in the background
         (`health_problem` says when the self-tests are done; until headers are built, compiles
         simply parse the headers)."""
-        self.start_warm()
+        for runtime in self.registry:
+            self.sandbox.warm_zygote(warm_interpreter(runtime))
         self._background = [asyncio.create_task(self._run_selftests()),
                             asyncio.create_task(self._precompile())]
 
