@@ -22,6 +22,7 @@ from sandbox import SandboxError, UnsafeName, harden_service
 from . import routes, status_api
 from .access_log import AccessLog
 from .errors import BadRequest, MethodNotAllowed, NotFound, ServiceError
+from .judge0.api import Judge0
 from .service import VERSION, Service
 from .settings import Settings
 
@@ -61,10 +62,13 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         error = ServiceError("internal error of the service; see its log")
     request.state.error = error.message
     body = error.body()
-    if getattr(request.state, "error_style", None) == "newer":
+    style = getattr(request.state, "error_style", None)
+    if style == "newer":
         # Azure's newer session family wraps errors: {"error": {"code", "message"}}.
         body = {"error": {"code": ERROR_CODES.get(error.status, "InternalServerError"),
                           "message": error.message}}
+    elif style == "judge0":
+        body = {"error": error.message}
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
@@ -77,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     and loading the runtimes happen here, so a misconfiguration fails before serving."""
     settings = settings or Settings.from_environ()
     service = Service.create(settings)
+    judge0 = Judge0(service)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -85,11 +90,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # the first thing to read when a deployment behaves unlike a test machine.
         log.info(json.dumps(status_api.startup_summary(service)))
         await service.runtimes.start()
+        await judge0.queue.start()
         sweeper = asyncio.create_task(service.sessions.sweep_forever())
         try:
             yield
         finally:
             sweeper.cancel()
+            await judge0.queue.close()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             await service.sessions.close()
@@ -111,6 +118,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.judge0 = judge0
     app.state.route_list = routes.route_list(service.runtimes.names())
     app.state.openapi = routes.openapi_document(VERSION, service.runtimes.names())
     return app

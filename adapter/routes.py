@@ -21,6 +21,8 @@ from .execute_api import (
     piston_packages,
     piston_runtimes,
 )
+from .judge0 import api as judge0
+from .judge0 import operations as judge0_operations
 
 # Piston's v2 API is served under both: its own prefix, and where its client libraries point.
 PISTON_PREFIXES = ("/api/v2", "/api/v2/piston")
@@ -59,6 +61,23 @@ def _piston() -> Iterator[Endpoint]:
                            openapi.PISTON_PACKAGE_CHANGE)
 
 
+def _judge0() -> Iterator[Endpoint]:
+    # /submissions/batch before /submissions/{token}, which would match it too.
+    yield Endpoint("POST", "/submissions/batch", judge0.create_batch, judge0_operations.JUDGE0_BATCH_POST)
+    yield Endpoint("GET", "/submissions/batch", judge0.get_batch, judge0_operations.JUDGE0_BATCH_GET)
+    yield Endpoint("POST", "/submissions", judge0.create_submission,
+                   judge0_operations.JUDGE0_SUBMISSION_POST)
+    yield Endpoint("GET", "/submissions/{token}", judge0.get_submission,
+                   judge0_operations.JUDGE0_SUBMISSION_GET)
+    yield Endpoint("GET", "/languages", judge0.languages, judge0_operations.JUDGE0_LANGUAGES)
+    yield Endpoint("GET", "/languages/all", judge0.languages, judge0_operations.JUDGE0_LANGUAGES)
+    yield Endpoint("GET", "/languages/{id}", judge0.language, judge0_operations.JUDGE0_LANGUAGE)
+    for path, handler in (("/statuses", judge0.statuses), ("/about", judge0.about),
+                          ("/version", judge0.version), ("/config_info", judge0.config_info),
+                          ("/system_info", judge0.system_info), ("/workers", judge0.workers)):
+        yield Endpoint("GET", path, handler, judge0_operations.judge0_info(path))
+
+
 # In matching order: Starlette takes the first route whose path matches.
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/", status_api.status, openapi.STATUS),
@@ -83,6 +102,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/batch", post_batch, openapi.BATCH),
     Endpoint("POST", "/{language}/execute", execute_code, openapi.LANGUAGE_EXECUTE),
     *_piston(),
+    *_judge0(),
 )
 
 

@@ -94,6 +94,20 @@ class Settings:
     precompile: bool = True
     # Test cases of one POST /batch request.
     max_batch_cases: int = 1000
+    # Judge0's submissions: where they are kept (empty: a SQLite file in the folder
+    # `<work_root>-state`; postgresql://user:password@host/db for replicas sharing one queue),
+    # how many may wait, how many finished ones are kept and for how long, at most.
+    database_url: str = ""
+    max_queued_submissions: int = 100
+    max_submission_batch: int = 20
+    submissions_kept: int = 10000
+    submissions_max_age_s: float = 86400.0
+    # POST /submissions?wait=true (Judge0's ENABLE_WAIT_RESULT).
+    judge0_wait: bool = True
+    # Judge0's callback_url: off unless turned on; never to loopback or link-local addresses.
+    callbacks: bool = False
+    callback_timeout_s: float = 5.0
+    callback_max_tries: int = 3
 
     def ceilings(self) -> Limits:
         return Limits(
@@ -149,10 +163,11 @@ class Settings:
         if not 0 < self.port < 65536:
             raise SettingsError("PORT must be between 1 and 65535")
         for name in ("uid_count", "max_concurrent_runs", "max_body_bytes",
-                     "session_cooldown_s", "session_max_lifetime_s"):
+                     "session_cooldown_s", "session_max_lifetime_s", "submissions_kept",
+                     "submissions_max_age_s", "callback_max_tries"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"SANDBOX_{name.upper()} must be at least 1")
-        for name in ("http_head_timeout_s", "http_body_idle_timeout_s"):
+        for name in ("http_head_timeout_s", "http_body_idle_timeout_s", "callback_timeout_s"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"SANDBOX_{name.upper()} must be positive")
         if self.shutdown_grace_s < 0:
@@ -168,6 +183,10 @@ class Settings:
                                 "the cache)")
         if self.compile_cache_dir is not None and not self.compile_cache_dir.is_absolute():
             raise SettingsError("SANDBOX_COMPILE_CACHE_DIR must be an absolute path")
+        if self.database_url and not self.database_url.startswith(
+                ("sqlite:///", "postgresql://", "postgres://")):
+            raise SettingsError("SANDBOX_DATABASE_URL must be empty (a SQLite file beside the "
+                                "work root), sqlite:///path or postgresql://…")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.name.startswith("max_") and field.name != "max_queued_runs" and value <= 0:
@@ -216,5 +235,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_processes": int, "max_open_files": int, "max_file_bytes": int, "max_output_bytes": int,
     "compile_cache_dir": Path, "compile_cache_bytes": int, "max_batch_cases": int,
     "http_head_timeout_s": float, "http_body_idle_timeout_s": float, "max_connections": int,
-    "max_socket_stdin_bytes": int,
+    "max_socket_stdin_bytes": int, "database_url": str, "max_queued_submissions": int,
+    "max_submission_batch": int, "submissions_kept": int, "submissions_max_age_s": float,
+    "judge0_wait": _boolean, "callbacks": _boolean, "callback_timeout_s": float,
+    "callback_max_tries": int,
 }
