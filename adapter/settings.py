@@ -94,8 +94,8 @@ class Settings:
     precompile: bool = True
     # Test cases of one POST /batch request.
     max_batch_cases: int = 1000
-    # Judge0's submissions: where they are kept (empty: a SQLite file in the folder
-    # `<work_root>-state`; postgresql://user:password@host/db for replicas sharing one queue),
+    # Judge0's submissions: where they are kept (empty: a SQLite file in
+    # `<work_root>/submissions/`; postgresql://user:password@host/db for replicas sharing one queue),
     # how many may wait, how many finished ones are kept and for how long, at most.
     database_url: str = ""
     max_queued_submissions: int = 100
@@ -185,7 +185,7 @@ class Settings:
             raise SettingsError("SANDBOX_COMPILE_CACHE_DIR must be an absolute path")
         if self.database_url and not self.database_url.startswith(
                 ("sqlite:///", "postgresql://", "postgres://")):
-            raise SettingsError("SANDBOX_DATABASE_URL must be empty (a SQLite file beside the "
+            raise SettingsError("SANDBOX_DATABASE_URL must be empty (a SQLite file in the "
                                 "work root), sqlite:///path or postgresql://…")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)

@@ -39,6 +39,7 @@ from .utils import (
     make_work_root,
     next_server_uids,
     run_checked,
+    run_folders,
     run_processes,
     wait_until_healthy,
 )
@@ -348,7 +349,7 @@ def assert_nothing_left_of(top: int, under_tini: bool, work_root: Path, uids: ra
     deadline = time.monotonic() + 5
     while True:
         leftovers = run_leftovers(top, under_tini, uids)
-        files = list(work_root.iterdir()) if work_root.exists() else []
+        files = run_folders(work_root) if work_root.exists() else []
         if not leftovers and not files:
             return
         assert time.monotonic() < deadline, f"left behind: processes {leftovers}, files {files}"
@@ -397,7 +398,7 @@ def test_the_image_command_serves_passes_the_check_and_stops_cleanly(
         assert_nothing_left_of(process.pid, Path(argv[0]).name == "tini", work_root, uids)
         process.send_signal(signal.SIGTERM)
         assert process.wait(GRACE_S) == 0, log_path.read_text()[-3000:]
-        assert not work_root.exists() or list(work_root.iterdir()) == []
+        assert not work_root.exists() or run_folders(work_root) == []
     finally:
         kill_tree(process)
         shutil.rmtree(work_root.parent, ignore_errors=True)

@@ -37,6 +37,7 @@ import httpx
 import psutil
 import pytest
 
+from adapter.judge0.api import STATE_FOLDER
 from sandbox import Sandbox, WarmInterpreter
 
 IS_ROOT = os.geteuid() == 0
@@ -637,13 +638,19 @@ def leftover_processes(server: Server) -> list[psutil.Process]:
     return found
 
 
+def run_folders(work_root: Path) -> list[Path]:
+    """What the work root holds but the service's own store of submissions: runs' and
+    sessions' folders."""
+    return [entry for entry in work_root.iterdir() if entry.name != STATE_FOLDER]
+
+
 def assert_nothing_left(server: Server) -> None:
     """No process of any run survives, and no working directory (nor a mount on one) or cgroup
     of a run is left."""
     deadline = time.monotonic() + 5
     while True:
         leftovers = leftover_processes(server)
-        files = list(server.work_root.iterdir())
+        files = run_folders(server.work_root)
         cgroups = run_cgroups(server)
         if not leftovers and not files and not cgroups:
             return

@@ -25,6 +25,7 @@ from .callbacks import CallbackPolicy, check_callback_url
 from .fields import BOUNDS, Invalid, Submission, maxima, parse_submission
 from .judging import MAX_EXTRACT_BYTES, MAX_EXTRACT_FILES, STATUSES
 from .languages import Languages
+from .operations import submission_schema
 from .queue import QueueFull, Retention, SubmissionQueue
 from .render import (
     BATCH_CONVERSION_ERROR,
@@ -36,6 +37,8 @@ from .render import (
 )
 from .store import SqliteStore, SqlStore, Stored
 
+# The folder in the work root that holds the SQLite file of submissions.
+STATE_FOLDER = "submissions"
 # The version clients read from /about: the `judge0` SDK picks its language-id table by it.
 JUDGE0_VERSION = "1.13.1"
 
@@ -89,6 +92,12 @@ class Judge0:
             raise Invalid(errors)
         return submission
 
+    def document_schemas(self) -> dict[str, Any]:
+        """The schemas of the OpenAPI document that depend on this service: the submission's
+        languages and maxima."""
+        return {"Judge0Submission": submission_schema(
+            sorted(self.languages.runtimes), maxima(self.service.settings.ceilings()))}
+
     def config_info(self) -> dict[str, Any]:
         """Judge0's `/config_info`: every key its clients read (the SDK requires them all)."""
         top = maxima(self.service.settings.ceilings())
@@ -130,7 +139,7 @@ class Judge0:
 
 
 def open_store(url: str, work_root: Path) -> tuple[SqlStore, bool]:
-    """The store a database URL names: empty, a SQLite file beside the work folder;
+    """The store a database URL names: empty, a SQLite file in the work folder;
     `sqlite:///path`; `postgresql://…` (adapter.judge0.postgres). Second: whether it is
     SQLite."""
     if not url:
@@ -144,10 +153,10 @@ def open_store(url: str, work_root: Path) -> tuple[SqlStore, bool]:
 
 
 def state_folder(work_root: Path) -> Path:
-    """The service's own folder beside its work root (`/tmp/sandbox-service-state`): not in
-    it, where every entry is a run's. Made private (0700); refused when it is a link or
-    another user's, which someone who could write the work root's parent may have planted."""
-    folder = work_root.with_name(work_root.name + "-state")
+    """The service's own folder in its work root (whose other entries are runs' folders, all
+    named `run-…`): there the service's user can always write, which is not so of the work
+    root's parent. Private (0700); refused when it is a link or another user's."""
+    folder = work_root / STATE_FOLDER
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = folder.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():

@@ -6,7 +6,7 @@ A submission is a row from the moment it is created to its removal by retention:
 oldest with one statement that no other replica can also win (`claim`), so a submission runs
 exactly once however many replicas share the database.
 
-Two databases speak the same schema: SQLite (the default: one file beside the service's work
+Two databases speak the same schema: SQLite (the default: one file in the service's work
 folder, WAL, for one service) and PostgreSQL (`SANDBOX_DATABASE_URL=postgresql://…`, for
 several replicas behind one endpoint; adapter.judge0.postgres). Every method is blocking and
 is called from one thread of the store's own (adapter.judge0.queue), so a store never needs

@@ -31,6 +31,7 @@ from ..utils import (
     find_user,
     only_runtimes,
     provide_user_python,
+    run_folders,
     serve,
 )
 from .test_sessions import LEGACY, NEWER, RESET_LINE, Session, new_identifier, sessions_of
@@ -104,7 +105,7 @@ def test_read_and_delete_calls_on_new_identifiers_start_no_session(server: Serve
             assert probe(client, new_identifier("probe")) == expected
     # Nothing was allocated: no live session, no jail folder (and so no uid, no tmpfs).
     assert live_sessions(server) == before
-    assert list(server.work_root.iterdir()) == []
+    assert run_folders(server.work_root) == []
     assert_service_intact(server)
 
     # A real session still starts, and once it has a file it answers with it.
@@ -123,9 +124,9 @@ def test_executing_on_an_unknown_identifier_still_starts_its_session(server: Ser
     with sessions_of(server) as make:
         session = make()
         assert session.names() == []
-        assert list(server.work_root.iterdir()) == []
+        assert run_folders(server.work_root) == []
         assert session.result("6 * 7") == 42
-        assert len(list(server.work_root.iterdir())) == 1
+        assert len(run_folders(server.work_root)) == 1
     assert_service_intact(server)
 
 
@@ -363,7 +364,7 @@ def test_a_refused_upload_to_a_new_identifier_starts_no_session(server: Server) 
             "message": "the upload is not valid multipart/form-data: it ends before its "
                        "closing boundary"})
         assert live_sessions(server) == before
-        assert list(server.work_root.iterdir()) == []
+        assert run_folders(server.work_root) == []
     assert_service_intact(server)
 
 

@@ -36,6 +36,7 @@ from ..utils import (
     assert_nothing_left,
     make_work_root,
     only_runtimes,
+    run_folders,
     run_server,
     serve,
 )
@@ -207,7 +208,7 @@ def newer_file(found: dict[str, Any], name: str, size: int) -> None:
 
 
 def session_folders(server: Server) -> list[Path]:
-    return list(server.work_root.iterdir())
+    return run_folders(server.work_root)
 
 
 # ---- cells -------------------------------------------------------------------------------------
@@ -980,7 +981,7 @@ def test_sigterm_ends_live_sessions_with_their_kernels_and_files() -> None:
             server.process.send_signal(signal.SIGTERM)
             assert server.process.wait(20) == 0
         assert not any(alive(pid) for pid in pids)
-        assert list(root.iterdir()) == []
+        assert run_folders(root) == []
     finally:
         shutil.rmtree(root.parent, ignore_errors=True)
 
