@@ -48,9 +48,11 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         # nobody reads the answer, and a traceback for each would let clients fill the log.
         error = BadRequest("the client left before its request body was complete")
     elif isinstance(exc, HTTPException) and exc.status_code == 405:
-        error = MethodNotAllowed(
-            f"{request.method} is not allowed on {request.url.path}",
-            allowed=(exc.headers or {}).get("Allow", ""))
+        allowed = routes.allowed_methods(request) or (exc.headers or {}).get("Allow", "")
+        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}",
+                                 allowed=allowed)
+        # RFC 9110: a 405 lists the methods the resource has.
+        error.headers["Allow"] = allowed
     elif isinstance(exc, HTTPException) and exc.status_code == 404:
         error = NotFound(f"no route for {request.method} {request.url.path}",
                          routes=request.app.state.route_list)
@@ -73,7 +75,8 @@ async def handle_error(request: Request, exc: Exception) -> Response:
 
 
 ERROR_CODES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 409: "Conflict",
-               413: "PayloadTooLarge", 415: "UnsupportedMediaType", 503: "ServiceUnavailable"}
+               413: "PayloadTooLarge", 415: "UnsupportedMediaType", 426: "UpgradeRequired",
+               503: "ServiceUnavailable"}
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -120,5 +123,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.service = service
     app.state.judge0 = judge0
     app.state.route_list = routes.route_list(service.runtimes.names())
-    app.state.openapi = routes.openapi_document(VERSION, service.runtimes.names())
+    app.state.openapi = routes.openapi_document(VERSION, service.runtimes.names(),
+                                                judge0.document_schemas())
     return app

@@ -8,6 +8,7 @@ responses in exactly one handler.
     ├── Conflict                 409  the session's state forbids it (code locked its folder)
     ├── PayloadTooLarge          413
     ├── UnsupportedMediaType     415
+    ├── UpgradeRequired          426  a WebSocket route asked for without the upgrade
     ├── ServiceBusy              503  too many runs waiting; carries Retry-After
     └── ShuttingDown             503  the run was stopped by a shutdown
 """
@@ -52,6 +53,14 @@ class PayloadTooLarge(ServiceError):
 
 class UnsupportedMediaType(ServiceError):
     status = 415
+
+
+class UpgradeRequired(ServiceError):
+    status = 426
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.headers.update({"Upgrade": "websocket", "Connection": "Upgrade"})
 
 
 class ServiceBusy(ServiceError):

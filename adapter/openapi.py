@@ -24,20 +24,25 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
+ERROR_SCHEMAS = {"legacy": "Error", "newer": "NewerError", "judge0": "Judge0Error"}
+
+
+def _errors(*statuses: int, style: str = "legacy") -> dict[str, Any]:
+    """Error replies in a family's shape: `{"message"}`; the newer sessions family's
+    `{"error": {"code", "message"}}`; Judge0's `{"error"}`."""
     meaning = {400: "a field is missing or wrong; the message names it",
-               404: "unknown language or route", 405: "wrong method",
+               404: "unknown language, route, session file or execution",
+               405: "wrong method", 409: "the session's folder is locked by its code",
                413: "the body is over SANDBOX_MAX_BODY_BYTES",
                415: "the content type is not application/json",
                500: "the sandbox itself failed (never for anything a program does)",
-               503: "too many runs waiting (Retry-After: 1)"}
-    return {str(s): _json(_ref("Error"), meaning[s]) for s in statuses}
+               503: "too many runs waiting (Retry-After)"}
+    return {str(s): _json(_ref(ERROR_SCHEMAS[style]), meaning[s]) for s in statuses}
 
 
-STAGE = {
+STAGE_FIELDS = {
     "type": "object",
     "properties": {
-        "outcome": {"type": "string", "enum": OUTCOMES[:-1]},
         "exitCode": {"type": ["integer", "null"]},
         "signal": {"type": ["string", "null"], "examples": ["SIGKILL"]},
         "stdout": {"type": "string"}, "stderr": {"type": "string"},
@@ -48,6 +53,9 @@ STAGE = {
         "peakMemoryInBytes": {"type": "integer"},
     },
 }
+# A stage alone (compile): its outcome is the run's, never compile_error.
+STAGE = {"allOf": [STAGE_FIELDS, {"type": "object", "properties": {
+    "outcome": {"type": "string", "enum": OUTCOMES[:-1]}}}]}
 
 PISTON_STAGE = {
     "type": "object",
@@ -73,25 +81,50 @@ LIMIT_FIELDS = {
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["message"],
               "properties": {"message": {"type": "string"}}},
+    "NewerError": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+    "Judge0Error": {"type": "object", "required": ["error"],
+                    "properties": {"error": {"type": "string"}}},
     "AzureExecuteRequest": {
         "type": "object", "required": ["properties"],
         "properties": {"properties": {
             "type": "object", "required": ["code"],
             "properties": {
                 "code": {"type": "string"},
-                "stdin": {"type": "string"},
-                "args": {"type": "array", "items": {"type": "string"}},
-                "timeoutInSeconds": {"type": "number", "exclusiveMinimum": 0},
-                "codeInputType": {"type": "string"}, "executionType": {"type": "string"},
+                "stdin": {"type": ["string", "null"]},
+                "args": {"type": ["array", "null"], "items": {"type": "string"}},
+                "timeoutInSeconds": {"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+                                               {"type": "null"}]},
+                "maxOutputBytes": {"anyOf": [{"type": "integer", "exclusiveMinimum": 0},
+                                             {"type": "null"}]},
+                "identifier": {"description": "the session, when not in the query"},
+                # Sent by Azure's clients, accepted and ignored whatever they hold.
+                "codeInputType": {}, "executionType": {},
+            }}},
+    },
+    "AzureCellRequest": {
+        "type": "object", "required": ["properties"],
+        "description": "a session's cell: other keys (stdin, args) are accepted and ignored",
+        "properties": {"properties": {
+            "type": "object", "required": ["code"],
+            "properties": {
+                "code": {"type": "string"},
+                "timeoutInSeconds": {"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+                                               {"type": "null"}]},
+                "identifier": {"description": "the session, when not in the query"},
+                "codeInputType": {}, "executionType": {},
             }}},
     },
     "AzureExecuteResponse": {
         "type": "object",
         "properties": {"$id": {"type": "string"}, "properties": {
-            "allOf": [STAGE, {"type": "object", "properties": {
+            "allOf": [STAGE_FIELDS, {"type": "object", "properties": {
                 "$id": {"type": "string"},
                 "status": {"type": "string", "enum": ["Success", "Failure"]},
-                "result": {"type": "string"}, "executionResult": {"type": "string"},
+                # A session cell's trailing value: JSON when it is JSON, else its repr; an
+                # image object; "" for a plain run.
+                "result": {}, "executionResult": {},
                 "outcome": {"type": "string", "enum": OUTCOMES},
                 "compile": {"oneOf": [STAGE, {"type": "null"}]},
                 "runtime": {"type": "object", "properties": {
@@ -228,7 +261,8 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _execute_operation(summary: str, *, language: bool) -> dict[str, Any]:
+def _execute_operation(summary: str, *, language: bool,
+                       body: str = "AzureExecuteRequest") -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": "api-version", "in": "query", "schema": {"type": "string"},
          "description": "accepted and logged"},
@@ -242,14 +276,15 @@ def _execute_operation(summary: str, *, language: bool) -> dict[str, Any]:
     return {
         "summary": summary, "parameters": parameters,
         "requestBody": {"required": True, "content": {
-            "application/json": {"schema": _ref("AzureExecuteRequest")}}},
+            "application/json": {"schema": _ref(body)}}},
         "responses": {"200": _json(_ref("AzureExecuteResponse"),
                                    "the program ran; its outcome says how it ended"),
                       **_errors(400, 404, 405, 413, 500, 503)},
     }
 
 
-IDENTIFIER = {"name": "identifier", "in": "query", "schema": {"type": "string"},
+IDENTIFIER = {"name": "identifier", "in": "query", "required": True,
+              "schema": {"type": "string", "minLength": 1, "maxLength": 128},
               "description": "the session (1-128 characters, raw or percent-encoded)"}
 API_VERSION = {"name": "api-version", "in": "query", "schema": {"type": "string"},
                "description": "2024-10-02-preview or later selects the newer family's shapes"}
@@ -262,13 +297,23 @@ RAW = {"200": {"description": "the file's bytes",
                "content": {"application/octet-stream": {"schema": {"type": "string"}}}}}
 GONE = {"204": {"description": "done"}}
 PLAIN_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+TIMEOUT = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}]}
 
 
 def _session_op(summary: str, responses: dict[str, Any], *, name: bool = False,
-                body: dict[str, Any] | None = None) -> dict[str, Any]:
+                body: dict[str, Any] | None = None, style: str = "newer",
+                extra: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+    if style != "either":
+        errors = _errors(400, 404, 409, 413, 503, style=style)
+    else:
+        # GET /files answers in the family api-version selects.
+        errors = {status: _json({"anyOf": [_ref("Error"), _ref("NewerError")]},
+                                reply["description"])
+                  for status, reply in _errors(400, 404, 409, 413, 503).items()}
     operation: dict[str, Any] = {
-        "summary": summary, "parameters": [IDENTIFIER, API_VERSION, *([NAME] if name else [])],
-        "responses": {**responses, **_errors(400, 404, 413, 503)}}
+        "summary": summary,
+        "parameters": [IDENTIFIER, API_VERSION, *([NAME] if name else []), *extra],
+        "responses": {**responses, **errors}}
     if body is not None:
         operation["requestBody"] = body
     return operation
@@ -287,7 +332,7 @@ METRICS = {"summary": "Prometheus metrics",
 OPENAPI = {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI")}}
 CODE_EXECUTE = _execute_operation(
     "Code-interpreter session: run a cell in the identifier's session (state persists; "
-    "result is the trailing expression)", language=False)
+    "result is the trailing expression)", language=False, body="AzureCellRequest")
 LANGUAGE_EXECUTE = _execute_operation("Azure session pool: run in a language", language=True)
 BATCH = {
     "summary": "Grade one program against many test cases",
@@ -316,7 +361,8 @@ PISTON_CONNECT = {
     "description": "Upgrade to a WebSocket. Client messages: init (the execute fields), "
                    "data (stream stdin, data, eof), signal. Server messages: runtime, "
                    "stage, data, exit, error. Close codes 4999 done, 4000-4005 errors.",
-    "responses": {"101": {"description": "switching to the WebSocket protocol"}}}
+    "responses": {"101": {"description": "switching to the WebSocket protocol"},
+                  "426": _json(_ref("Error"), "a plain GET, without the upgrade")}}
 PISTON_PACKAGES = {
     "summary": "Piston: the runtimes as installed packages",
     "responses": {"200": _json({"type": "array", "items": {
@@ -326,29 +372,33 @@ PISTON_PACKAGES = {
 PISTON_PACKAGE_CHANGE = {
     "summary": "Piston: install or uninstall a package (refused: runtimes are in the image)",
     "responses": _errors(405)}
-FILES_UPLOAD = _session_op("Session files (legacy): upload", SESSION_OK, body=UPLOAD)
-FILES_LIST = _session_op("Session files: list", SESSION_OK)
+FILES_UPLOAD = _session_op("Session files (legacy): upload", SESSION_OK, body=UPLOAD,
+                           style="legacy")
+FILES_LIST = _session_op("Session files: list", SESSION_OK, style="either")
 FILES_POST = _session_op("Session files (newer): upload", SESSION_OK, body=UPLOAD)
-FILE_CONTENT_LEGACY = _session_op("Session files (legacy): content", RAW, name=True)
+FILE_CONTENT_LEGACY = _session_op("Session files (legacy): content", RAW, name=True,
+                                  style="legacy")
 FILE_CONTENT = _session_op("Session files (newer): content", RAW, name=True)
 FILE_INFO = _session_op("Session files (newer): one file", SESSION_OK, name=True)
 FILE_DELETE = _session_op("Session files (newer): delete", GONE, name=True)
-EXECUTIONS_POST = _session_op("Sessions (newer): run a cell", SESSION_OK, body={
-    "required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["code"],
-        "properties": {"code": {"type": "string"}, "timeoutInSeconds": {"type": "number"},
-                       "codeInputType": {"type": "string"},
-                       "executionType": {"type": "string"}}}}}})
-EXECUTIONS_GET = {
-    "summary": "Sessions (newer): an execution", "parameters": [
-        IDENTIFIER, API_VERSION,
-        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-    "responses": {**SESSION_OK, **_errors(400, 404)}}
+EXECUTIONS_POST = _session_op("Sessions (newer): run a cell or a shell command", SESSION_OK,
+                              body={"required": True, "content": {"application/json": {
+                                  "schema": {"oneOf": [
+                                      {"type": "object", "required": ["code"], "properties": {
+                                          "code": {"type": "string"},
+                                          "timeoutInSeconds": TIMEOUT,
+                                          "codeInputType": {}, "executionType": {}}},
+                                      {"type": "object", "required": ["shellCommand"],
+                                       "not": {"required": ["code"]}, "properties": {
+                                           "shellCommand": {"type": "string"},
+                                           "timeoutInSeconds": TIMEOUT}}]}}}})
+EXECUTIONS_GET = _session_op("Sessions (newer): an execution", SESSION_OK, extra=(
+    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},))
 SESSION_DELETE = _session_op("Sessions (newer): end one, files and all", GONE)
 
 
 def openapi_document(version: str, operations: Iterable[tuple[str, str, dict[str, Any]]],
-                     languages: Sequence[str]) -> dict[str, Any]:
+                     languages: Sequence[str], schemas: dict[str, Any]) -> dict[str, Any]:
     """The whole document of `operations` (method, path, operation), for a service with these
     runtime names and aliases: each `{language}` path parameter lists them."""
     paths: dict[str, Any] = {}
@@ -359,9 +409,10 @@ def openapi_document(version: str, operations: Iterable[tuple[str, str, dict[str
         "info": {"title": "sandbox-service", "version": version,
                  "description": "Runs untrusted programs (Python, C++, C, Java, JavaScript, "
                                 "Bash, Go, Rust) under confinement; "
-                                "Azure session-pool execute routes and Piston's v2 API."},
+                                "Azure session-pool execute routes, Piston's v2 API and "
+                                "Judge0 CE's API."},
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": {**SCHEMAS, **schemas}},
     }
 
 

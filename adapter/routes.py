@@ -9,10 +9,14 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.convertors import PathConvertor, register_url_convertor
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 
 from . import openapi, session_api, status_api
 from .batch import post_batch
+from .errors import UpgradeRequired
 from .execute_api import (
     execute_code,
     piston_connect,
@@ -29,6 +33,19 @@ PISTON_PREFIXES = ("/api/v2", "/api/v2/piston")
 WEBSOCKET = "WebSocket"
 # A path parameter's converter ({name:path}) is Starlette's matching, not part of the API.
 CONVERTER = re.compile(r"\{(\w+):\w+\}")
+
+
+class FileConvertor(PathConvertor):
+    """A file's name in /files/{name} that is not a path of the other /files routes: DELETE
+    /files/x/content is a method the content has not (405), not a file named `x/content`."""
+
+    # `upload` is the legacy family's upload route (POST): a file of that name is reached by
+    # its content route (GET /files/upload/content) only.
+    # [\s\S]: a name with a line break still reaches the handler, whose 400 says why.
+    regex = r"(?!content/)(?!upload$)(?:(?!/content$)[\s\S])+"
+
+
+register_url_convertor("file", FileConvertor())
 
 
 @dataclass(frozen=True)
@@ -94,8 +111,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # in the family's error shape (the legacy route above matches first).
     Endpoint("GET", "/files/{name:path}/content", session_api.file_content,
              openapi.FILE_CONTENT),
-    Endpoint("GET", "/files/{name:path}", session_api.file_info, openapi.FILE_INFO),
-    Endpoint("DELETE", "/files/{name:path}", session_api.file_delete, openapi.FILE_DELETE),
+    Endpoint("GET", "/files/{name:file}", session_api.file_info, openapi.FILE_INFO),
+    Endpoint("DELETE", "/files/{name:file}", session_api.file_delete, openapi.FILE_DELETE),
     Endpoint("POST", "/executions", session_api.executions_post, openapi.EXECUTIONS_POST),
     Endpoint("GET", "/executions/{id}", session_api.executions_get, openapi.EXECUTIONS_GET),
     Endpoint("DELETE", "/session", session_api.session_delete, openapi.SESSION_DELETE),
@@ -106,8 +123,31 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
+async def upgrade_required(request: Request) -> Response:
+    """A plain GET of a WebSocket route: 426, saying which upgrade it takes."""
+    raise UpgradeRequired(f"{request.url.path} is a WebSocket: connect with an Upgrade: "
+                          "websocket request")
+
+
 def starlette_routes() -> list[BaseRoute]:
-    return [endpoint.route() for endpoint in ENDPOINTS]
+    routes = []
+    for endpoint in ENDPOINTS:
+        routes.append(endpoint.route())
+        if endpoint.method == WEBSOCKET:
+            # A WebSocket route matches only upgrades; plain HTTP on its path gets a 426.
+            routes.append(Route(endpoint.path, upgrade_required, methods=["GET"]))
+    return routes
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route has for the request's path (RFC 9110's Allow of a 405):
+    Starlette's own names the first route's alone."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and \
+                route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def route_list(languages: Sequence[str]) -> list[str]:
@@ -121,10 +161,12 @@ def route_list(languages: Sequence[str]) -> list[str]:
     return listed
 
 
-def openapi_document(version: str, languages: Sequence[str]) -> dict[str, Any]:
+def openapi_document(version: str, languages: Sequence[str],
+                     schemas: dict[str, Any]) -> dict[str, Any]:
     """The OpenAPI document of every route; a WebSocket is documented as the GET that
-    upgrades."""
+    upgrades. `schemas`: components that depend on the service (Judge0's languages)."""
     return openapi.openapi_document(
         version, ((("GET" if endpoint.method == WEBSOCKET else endpoint.method),
-                   endpoint.documented_path, endpoint.operation) for endpoint in ENDPOINTS),
-        languages)
+                   endpoint.documented_path, endpoint.operation)
+                  for endpoint in ENDPOINTS),
+        languages, schemas)

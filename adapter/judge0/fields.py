@@ -297,8 +297,8 @@ def _integer(raw: Any) -> int | None:
 def _flag(raw: Any) -> bool | None:
     if isinstance(raw, bool):
         return raw
-    if isinstance(raw, str) and raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
+    if raw in ("true", "false"):
+        return bool(raw == "true")
     return None
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from .fields import BOUNDS, MAX_OPTION_CHARS, POSITIVE, REFUSED_FLAGS
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -14,30 +17,52 @@ ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type
 # 422: each wrong field with its errors.
 FIELD_ERRORS = {"type": "object", "additionalProperties": {"type": "array",
                                                             "items": {"type": "string"}}}
-BASE64 = {"name": "base64_encoded", "in": "query", "schema": {"type": "string",
-                                                              "enum": ["true", "false"]},
-          "description": "text fields in base64 (default false)"}
-WAIT = {"name": "wait", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]},
-        "description": "answer once the submission has finished"}
+# As Judge0 reads them: "true" turns the switch on, any other value leaves it off.
+BASE64 = {"name": "base64_encoded", "in": "query", "schema": {"type": "string"},
+          "description": "true: text fields in base64 (default false)"}
+WAIT = {"name": "wait", "in": "query", "schema": {"type": "string"},
+        "description": "true: answer once the submission has finished"}
 FIELDS = {"name": "fields", "in": "query", "schema": {"type": "string"},
           "description": "comma-separated fields, or * for all"}
 TOKEN = {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
-SUBMISSION = {
-    "type": "object", "required": ["source_code", "language_id"],
-    "properties": {
-        "source_code": {"type": "string"}, "language_id": {"type": "integer"},
-        "stdin": {"type": "string"}, "expected_output": {"type": "string"},
-        "compiler_options": {"type": "string", "maxLength": 512},
-        "command_line_arguments": {"type": "string", "maxLength": 512},
-        "cpu_time_limit": {"type": "number"}, "cpu_extra_time": {"type": "number"},
-        "wall_time_limit": {"type": "number"}, "memory_limit": {"type": "integer"},
-        "stack_limit": {"type": "integer"}, "max_processes_and_or_threads": {"type": "integer"},
-        "max_file_size": {"type": "integer"}, "number_of_runs": {"type": "integer"},
-        "redirect_stderr_to_stdout": {"type": "boolean"}, "enable_network": {"type": "boolean"},
-        "enable_per_process_and_thread_time_limit": {"type": "boolean"},
-        "enable_per_process_and_thread_memory_limit": {"type": "boolean"},
-        "additional_files": {"type": "string", "description": "a zip, in base64"},
-        "callback_url": {"type": "string"}}}
+# A number as a string (what the checks read as one).
+NUMERIC = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+SUBMISSION = {"$ref": "#/components/schemas/Judge0Submission"}
+
+
+def submission_schema(language_ids: Sequence[int], top: Mapping[str, float]) -> dict[str, Any]:
+    """A submission's fields, from the declarations that check them (adapter.judge0.fields):
+    the ids served, each bound with this service's maxima."""
+    numbers: dict[str, Any] = {}
+    for name, bound in BOUNDS.items():
+        # Judge0 reads numbers sent as strings too ("5"), as Rails casts form fields.
+        numbers[name] = {"anyOf": [
+            {"type": "integer" if bound.integer else "number", "maximum": top[name],
+             **({"exclusiveMinimum": 0} if name in POSITIVE else {"minimum": bound.minimum})},
+            {"type": "string", "pattern": NUMERIC}], "default": bound.default}
+    properties: dict[str, Any] = {
+            "source_code": {"type": "string", "minLength": 1},
+            "language_id": {"anyOf": [{"type": "integer", "enum": list(language_ids)},
+                                      {"type": "string",
+                                       "enum": [str(i) for i in language_ids]}]},
+            "stdin": {"type": "string"}, "expected_output": {"type": "string"},
+            "compiler_options": {"type": "string", "maxLength": MAX_OPTION_CHARS,
+                                 "description": "only -std= choosing a standard"},
+            "command_line_arguments": {"type": "string", "maxLength": MAX_OPTION_CHARS},
+            **numbers,
+            "redirect_stderr_to_stdout": {"enum": [True, False, "true", "false"]},
+            **{flag: {"enum": [False, "false"], "description": "true is refused"}
+               for flag in REFUSED_FLAGS},
+            "additional_files": {"type": "string", "description": "a zip, in base64"},
+            "callback_url": {"type": "string", "format": "uri",
+                             "description": "only when callbacks are turned on"}}
+    # Judge0 takes null for any field it does not require: its default.
+    return {"type": "object", "required": ["source_code", "language_id"],
+            "properties": {name: schema if name in ("source_code", "language_id")
+                           else {"anyOf": [schema, {"type": "null"}]}
+                           for name, schema in properties.items()}}
+
+
 BUSY = {"503": _json(ERROR, "queue is full")}
 
 JUDGE0_SUBMISSION_POST = {
