@@ -3,9 +3,9 @@ workers, one submission each at a time, through the service's own admission.
 
 As many workers as the service runs programs at once take the oldest queued submission, run
 it and record its result; a submission created here wakes them at once, one created by another
-replica (a shared PostgreSQL) within `POLL_INTERVAL_S`. Every `HOUSEKEEPING_INTERVAL_S` this
-replica says it is alive, gives back what dead replicas left Processing (adapter.judge0.store
-`recover`) and applies retention.
+replica (a shared PostgreSQL) within `POLL_INTERVAL_S`. Every housekeeping interval (settings:
+5 s by default) this replica says it is alive, gives back what replicas unseen for the replica
+timeout (30 s) left Processing (adapter.judge0.store `recover`) and applies retention.
 
 All database work runs on one thread of the queue's own, so the event loop never waits on a
 disk or a network round trip, and a store needs no locks.
@@ -35,9 +35,6 @@ log = logging.getLogger("adapter.judge0")
 T = TypeVar("T")
 
 POLL_INTERVAL_S = 0.5
-HOUSEKEEPING_INTERVAL_S = 5.0
-# A replica not seen for this long is taken as dead and its running submissions as lost.
-REPLICA_TIMEOUT_S = 30.0
 # A submission lost this many times (its service died each time it ran it) is failed.
 MAX_ATTEMPTS = 2
 BUSY_BACKOFF_S = 0.5
@@ -53,11 +50,18 @@ class Retention:
     max_age_s: float  # and for this long at most
 
 
+@dataclass(frozen=True)
+class Liveness:
+    interval_s: float  # how often a replica says it is alive and keeps house
+    # A replica not seen for this long is taken as dead and its running submissions as lost.
+    replica_timeout_s: float
+
+
 class SubmissionQueue:
     def __init__(self, service: Service, store: SqlStore, languages: Languages, *,
                  max_queued: int, retention: Retention, callbacks: CallbackPolicy,
                  render_callback: Callable[[Stored], dict[str, Any]],
-                 recover_at_start: bool) -> None:
+                 recover_at_start: bool, liveness: Liveness) -> None:
         self.service = service
         self.store = store
         self.languages = languages
@@ -68,6 +72,7 @@ class SubmissionQueue:
         # A SQLite file belongs to one service: whatever it left Processing is lost at once,
         # without waiting for its heartbeat to age.
         self.recover_at_start = recover_at_start
+        self.liveness = liveness
         self.replica = uuid.uuid4().hex
         self.workers = service.admission.max_running
         self.thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="judge0-db")
@@ -195,7 +200,7 @@ class SubmissionQueue:
 
     async def keep_house(self) -> None:
         while True:
-            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+            await asyncio.sleep(self.liveness.interval_s)
             try:
                 await self.db(self.store.heartbeat, self.replica, time.time())
                 await self.housekeeping()
@@ -206,7 +211,8 @@ class SubmissionQueue:
         now = time.time()
         requeued, failed = await self.db(
             self.store.recover, self.replica,
-            now - REPLICA_TIMEOUT_S if seen_before is None else seen_before, MAX_ATTEMPTS, now,
+            now - self.liveness.replica_timeout_s if seen_before is None else seen_before,
+            MAX_ATTEMPTS, now,
             internal_error("the service running this submission stopped before it finished"))
         if requeued or failed:
             log.warning("submissions lost by a stopped service: %d queued again, %d failed",
