@@ -3,20 +3,17 @@ statements must mean the same in both, claims included when several connections 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
 from adapter.judge0.api import open_store
 from adapter.judge0.store import IN_QUEUE, INTERNAL_ERROR, PROCESSING, SqlStore
 
+from ..judge0 import claims
 from ..postgres import PostgresServer
 
 OpenStore = Callable[[], SqlStore]
@@ -61,16 +58,7 @@ def queue(store: SqlStore, count: int, now: float = 1000.0) -> list[str]:
 
 def attempts(database: str, token: str) -> int:
     """What only the database knows: how many times a submission was claimed."""
-    statement = "SELECT attempts FROM submissions WHERE token = ?"
-    row: Any
-    if database.startswith("sqlite:///"):
-        with contextlib.closing(sqlite3.connect(database[len("sqlite://"):])) as connection:
-            row = connection.execute(statement, (token,)).fetchone()
-    else:
-        with psycopg.connect(database) as connection:
-            row = connection.execute(statement.replace("?", "%s"), (token,)).fetchone()
-    assert row is not None
-    return int(row[0])
+    return claims(database, [token])[token][1]
 
 
 def test_a_created_submission_reads_back_as_it_was_given(store: SqlStore) -> None:
