@@ -32,17 +32,27 @@ class PostgresStore(SqlStore):
     QUEUE_LOCK = f"SELECT pg_advisory_xact_lock({QUEUE_LOCK_KEY})"
 
     def __init__(self, url: str) -> None:
-        # One connection, used from the store's one thread. Autocommit: each `transaction`
-        # below is exactly one BEGIN … COMMIT.
-        self.connection = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        self.url = url
+        self.connection = self.connect()
         self.connection.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         try:
             super().__init__()
         finally:
             self.connection.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
 
+    def connect(self) -> psycopg.Connection[Any]:
+        # One connection, used from the store's one thread. Autocommit: each `transaction`
+        # below is exactly one BEGIN … COMMIT.
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
+        # A connection the server dropped (a restart, a failover, an idle timeout) stays
+        # closed: the call that met the loss failed, and the next connects afresh instead of
+        # failing for as long as the service lives. Not retried here: a commit whose answer
+        # was lost may have happened.
+        if self.connection.closed:
+            self.connection = self.connect()
         with self.connection.transaction(), self.connection.cursor() as cursor:
             yield cursor
 

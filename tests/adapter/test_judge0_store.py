@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from adapter.judge0.api import open_store
@@ -255,3 +256,20 @@ def test_stores_opening_together_make_the_schema_once(connect: OpenStore) -> Non
     assert len(stores) == 4
     queue(stores[0], 1)
     assert stores[3].counts() == {IN_QUEUE: 1}
+
+
+def test_a_dropped_connection_is_made_again_by_the_next_call(postgres: PostgresServer) -> None:
+    database = postgres.create_database()
+    store, _sqlite = open_store(database, Path("/nonexistent"))
+    try:
+        queue(store, 1)
+        # What a database restart or failover does to every replica's connection.
+        with psycopg.connect(database, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        with pytest.raises(psycopg.OperationalError):
+            store.counts()
+        assert store.counts() == {IN_QUEUE: 1}
+        assert store.claim("r1") is not None
+    finally:
+        store.close()
