@@ -38,7 +38,9 @@ _databases = itertools.count()
 @dataclass(frozen=True)
 class PostgresServer:
     port: int
-    folder: Path
+    folder: Path  # the server's user's: its data, its socket and its log
+    binaries: Path
+    runs_as: ServiceUser | None  # None: the tests' own user
     user: str = SUPERUSER
     host: str = "127.0.0.1"
 
@@ -51,6 +53,23 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def start(self) -> None:
+        """Starts the server on its port, and returns once it accepts connections."""
+        # fsync and synchronous commits off: the data is thrown away at the end, and the
+        # tests' many small transactions would otherwise wait on the disk.
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        self.pg_ctl("-o", options, "-w", "-t", str(START_TIMEOUT_S), "start")
+
+    def stop(self) -> None:
+        """Stops the server, its connections cut (what a restart or failover does to them)."""
+        self.pg_ctl("-m", "fast", "-w", "stop")
+
+    def pg_ctl(self, *args: str) -> None:
+        log = self.folder / "log"
+        _run(self.runs_as, self.folder, [str(self.binaries / "pg_ctl"), "-D",
+                                         str(self.folder / "data"), "-l", str(log), *args], log)
 
 
 def postgres_binaries() -> Path | None:
@@ -100,22 +119,15 @@ def postgres_server() -> Iterator[PostgresServer]:
     folder.mkdir(mode=0o700)
     if user is not None:
         os.chown(folder, user.uid, user.gid)
-    data, log = folder / "data", folder / "log"
-    port = free_port()
+    server = PostgresServer(free_port(), folder, binaries, user)
     try:
-        _run(user, folder, [str(binaries / "initdb"), "-D", str(data), "-U", SUPERUSER,
-                            "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"])
-        # fsync and synchronous commits off: the data is thrown away at the end, and the
-        # tests' many small transactions would otherwise wait on the disk.
-        options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off")
-        _run(user, folder, [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log),
-                            "-o", options, "-w", "-t", str(START_TIMEOUT_S), "start"], log)
+        _run(user, folder, [str(binaries / "initdb"), "-D", str(folder / "data"), "-U",
+                            SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"])
+        server.start()
         try:
-            yield PostgresServer(port, folder)
+            yield server
         finally:
-            _run(user, folder, [str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                "-w", "stop"], log)
+            server.stop()
     finally:
         shutil.rmtree(parent, ignore_errors=True)
 

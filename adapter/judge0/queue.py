@@ -158,7 +158,23 @@ class SubmissionQueue:
                 continue
             # Another worker may find more.
             self.wake.set()
-            await self.run(claimed)
+            try:
+                await self.run(claimed)
+            except Exception:
+                # A worker lives as long as the service: one ended here would leave it running
+                # fewer submissions at once for good.
+                log.exception("submission %s could not be run", claimed.token)
+
+    async def persist(self, call: Callable[..., T], *args: Any) -> T:
+        """`call` on the store, tried again until the database answers. For what only this
+        replica can write of a submission it holds: no other replica takes a live one's
+        submissions, so one left unwritten would stay Processing for good."""
+        while True:
+            try:
+                return await self.db(call, *args)
+            except Exception:
+                log.exception("the database refused %s; trying again", call.__name__)
+                await asyncio.sleep(POLL_INTERVAL_S)
 
     async def run(self, claimed: Stored) -> None:
         self.running += 1
@@ -175,7 +191,7 @@ class SubmissionQueue:
         except (ServiceBusy, ShuttingDown):
             # The service's line is full of other requests: the submission goes back to the
             # queue under this replica's name, to be taken again after a pause.
-            await self.db(self.store.release, claimed.token, self.replica)
+            await self.persist(self.store.release, claimed.token, self.replica)
             await asyncio.sleep(BUSY_BACKOFF_S)
             return
         except Exception as exc:
@@ -183,8 +199,8 @@ class SubmissionQueue:
             judged = Judged(INTERNAL_ERROR, internal_error(f"internal error: {exc}"))
         finally:
             self.running -= 1
-        finished = await self.db(self.store.finish, claimed.token, self.replica,
-                                 judged.status_id, judged.result, time.time())
+        finished = await self.persist(self.store.finish, claimed.token, self.replica,
+                                      judged.status_id, judged.result, time.time())
         for future in self.finished.pop(claimed.token, []):
             if not future.done():
                 future.set_result(None)

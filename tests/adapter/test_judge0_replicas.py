@@ -1,6 +1,6 @@
 """Two real services sharing one real PostgreSQL server, as replicas behind one endpoint: a
 submission made on either is read on both, runs exactly once, and survives the replica running
-it being killed."""
+it being killed, and the database restarting under it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from ..judge0 import (
     wait_finished,
     wait_for_status,
 )
-from ..postgres import PostgresServer
+from ..postgres import PostgresServer, postgres_server
 from ..utils import Server, serve
 
 # Short enough for a test to see a dead replica's runs given back (the defaults are 5 s and
@@ -122,3 +123,37 @@ def test_a_killed_replicas_submission_is_run_by_the_other(postgres: PostgresServ
     # Given back once the replica timed out, then run afresh (3 s) by the survivor.
     assert REPLICA_TIMEOUT_S < took < REPLICA_TIMEOUT_S + 4 * HOUSEKEEPING_INTERVAL_S + 15
     assert claims(database, [token]) == {token: (ACCEPTED, 2)}
+
+
+def test_a_submission_outlives_the_database_restarting_under_it(
+        postgres: PostgresServer) -> None:
+    # A server of its own (the session's stays up for the other tests), of the same kind.
+    with postgres_server() as restarting:
+        database = restarting.create_database()
+        with replica(database) as server:
+            token = submit(server, "import time; time.sleep(2); print('kept')")["token"]
+            wait_for_status(server, token, [PROCESSING], timeout_s=30)
+            # The run ends while the database is gone: its result waits for it to return.
+            restarting.stop()
+            time.sleep(4)
+            restarting.start()
+            finished = answered_finished(server, token, timeout_s=30)
+            assert finished["status"]["id"] == ACCEPTED, finished
+            assert finished["stdout"] == "kept\n"
+            # And the service goes on taking submissions on its new connection.
+            again = submit(server, "print('after')", wait="true")
+            assert again["stdout"] == "after\n"
+
+
+def answered_finished(server: Server, token: str, timeout_s: float) -> dict[str, Any]:
+    """The finished submission, polled through the answers a service gives while its database
+    comes back (an error for the call that finds its old connection gone)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with server.client() as client:
+            reply = client.get(f"/submissions/{token}")
+        if reply.status_code == 200 and reply.json()["status"]["id"] > PROCESSING:
+            found: dict[str, Any] = reply.json()
+            return found
+        assert time.monotonic() < deadline, reply.text
+        time.sleep(0.1)
