@@ -102,6 +102,11 @@ class Settings:
     max_submission_batch: int = 20
     submissions_kept: int = 10000
     submissions_max_age_s: float = 86400.0
+    # Replicas sharing a database: how often each says it is alive (and recovers what dead
+    # ones left, and applies retention), and how long one may go unseen before the
+    # submissions it was running are taken as lost and queued again.
+    judge0_housekeeping_interval_s: float = 5.0
+    judge0_replica_timeout_s: float = 30.0
     # POST /submissions?wait=true (Judge0's ENABLE_WAIT_RESULT).
     judge0_wait: bool = True
     # Judge0's callback_url: off unless turned on; never to loopback or link-local addresses.
@@ -167,9 +172,15 @@ class Settings:
                      "submissions_max_age_s", "callback_max_tries"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"SANDBOX_{name.upper()} must be at least 1")
-        for name in ("http_head_timeout_s", "http_body_idle_timeout_s", "callback_timeout_s"):
+        for name in ("http_head_timeout_s", "http_body_idle_timeout_s", "callback_timeout_s",
+                     "judge0_housekeeping_interval_s"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"SANDBOX_{name.upper()} must be positive")
+        # A live replica must be seen again well within the timeout, or its runs would be
+        # taken from it while they run.
+        if not self.judge0_replica_timeout_s > 2 * self.judge0_housekeeping_interval_s:
+            raise SettingsError("SANDBOX_JUDGE0_REPLICA_TIMEOUT_S must be more than twice "
+                                "SANDBOX_JUDGE0_HOUSEKEEPING_INTERVAL_S")
         if self.shutdown_grace_s < 0:
             raise SettingsError("SANDBOX_SHUTDOWN_GRACE_S must not be negative")
         if self.memory_budget_bytes is not None and self.memory_budget_bytes < 1:
@@ -237,6 +248,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "http_head_timeout_s": float, "http_body_idle_timeout_s": float, "max_connections": int,
     "max_socket_stdin_bytes": int, "database_url": str, "max_queued_submissions": int,
     "max_submission_batch": int, "submissions_kept": int, "submissions_max_age_s": float,
+    "judge0_housekeeping_interval_s": float, "judge0_replica_timeout_s": float,
     "judge0_wait": _boolean, "callbacks": _boolean, "callback_timeout_s": float,
     "callback_max_tries": int,
 }

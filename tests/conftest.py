@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from adapter import Settings, create_app
 from sandbox import Sandbox, SandboxConfig
 
+from .postgres import REQUIRE_POSTGRES, PostgresServer, postgres_server, postgres_unavailable
 from .utils import (
     IS_ROOT,
     REQUIRE_UNPRIVILEGED,
@@ -89,11 +90,12 @@ def server() -> Iterator[Server]:
         yield srv
 
 
-def skip_or_fail(reason: str) -> NoReturn:
-    """Skips, unless the environment demands the unprivileged mode: a skip would hide it."""
-    if os.environ.get(REQUIRE_UNPRIVILEGED) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_UNPRIVILEGED}=1 requires the unprivileged mode)",
-                    pytrace=False)
+def skip_or_fail(reason: str, required_by: str = REQUIRE_UNPRIVILEGED,
+                 what: str = "the unprivileged mode") -> NoReturn:
+    """Skips, unless the environment variable `required_by` demands `what`: a skip would hide
+    it."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{reason} ({required_by}=1 requires {what})", pytrace=False)
     pytest.skip(reason)
 
 
@@ -109,6 +111,17 @@ def unprivileged_server() -> Iterator[Server]:
     python = provide_user_python()
     with serve(SERVER_ENV, user=user, python=python) as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server for the session (tests.postgres); each test that uses it
+    takes a database of its own with `create_database`."""
+    reason = postgres_unavailable()
+    if reason is not None:
+        skip_or_fail(reason, REQUIRE_POSTGRES, "a PostgreSQL server")
+    with postgres_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

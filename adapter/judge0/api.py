@@ -26,7 +26,7 @@ from .fields import BOUNDS, Invalid, Submission, maxima, parse_submission
 from .judging import MAX_EXTRACT_BYTES, MAX_EXTRACT_FILES, STATUSES
 from .languages import Languages
 from .operations import submission_schema
-from .queue import QueueFull, Retention, SubmissionQueue
+from .queue import Liveness, QueueFull, Retention, SubmissionQueue
 from .render import (
     BATCH_CONVERSION_ERROR,
     CONVERSION_ERROR,
@@ -60,7 +60,9 @@ class Judge0:
             service, store, self.languages, max_queued=settings.max_queued_submissions,
             retention=Retention(settings.submissions_kept, settings.submissions_max_age_s),
             callbacks=self.callbacks, render_callback=self.callback_body,
-            recover_at_start=sqlite)
+            recover_at_start=sqlite,
+            liveness=Liveness(settings.judge0_housekeeping_interval_s,
+                              settings.judge0_replica_timeout_s))
 
     def callback_body(self, stored: Stored) -> dict[str, Any]:
         """What a callback carries: the default fields, always in base64 (as Judge0 sends)."""

@@ -3,9 +3,9 @@ workers, one submission each at a time, through the service's own admission.
 
 As many workers as the service runs programs at once take the oldest queued submission, run
 it and record its result; a submission created here wakes them at once, one created by another
-replica (a shared PostgreSQL) within `POLL_INTERVAL_S`. Every `HOUSEKEEPING_INTERVAL_S` this
-replica says it is alive, gives back what dead replicas left Processing (adapter.judge0.store
-`recover`) and applies retention.
+replica (a shared PostgreSQL) within `POLL_INTERVAL_S`. Every housekeeping interval (settings:
+5 s by default) this replica says it is alive, gives back what replicas unseen for the replica
+timeout (30 s) left Processing (adapter.judge0.store `recover`) and applies retention.
 
 All database work runs on one thread of the queue's own, so the event loop never waits on a
 disk or a network round trip, and a store needs no locks.
@@ -35,9 +35,6 @@ log = logging.getLogger("adapter.judge0")
 T = TypeVar("T")
 
 POLL_INTERVAL_S = 0.5
-HOUSEKEEPING_INTERVAL_S = 5.0
-# A replica not seen for this long is taken as dead and its running submissions as lost.
-REPLICA_TIMEOUT_S = 30.0
 # A submission lost this many times (its service died each time it ran it) is failed.
 MAX_ATTEMPTS = 2
 BUSY_BACKOFF_S = 0.5
@@ -53,11 +50,18 @@ class Retention:
     max_age_s: float  # and for this long at most
 
 
+@dataclass(frozen=True)
+class Liveness:
+    interval_s: float  # how often a replica says it is alive and keeps house
+    # A replica not seen for this long is taken as dead and its running submissions as lost.
+    replica_timeout_s: float
+
+
 class SubmissionQueue:
     def __init__(self, service: Service, store: SqlStore, languages: Languages, *,
                  max_queued: int, retention: Retention, callbacks: CallbackPolicy,
                  render_callback: Callable[[Stored], dict[str, Any]],
-                 recover_at_start: bool) -> None:
+                 recover_at_start: bool, liveness: Liveness) -> None:
         self.service = service
         self.store = store
         self.languages = languages
@@ -68,6 +72,7 @@ class SubmissionQueue:
         # A SQLite file belongs to one service: whatever it left Processing is lost at once,
         # without waiting for its heartbeat to age.
         self.recover_at_start = recover_at_start
+        self.liveness = liveness
         self.replica = uuid.uuid4().hex
         self.workers = service.admission.max_running
         self.thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="judge0-db")
@@ -153,7 +158,23 @@ class SubmissionQueue:
                 continue
             # Another worker may find more.
             self.wake.set()
-            await self.run(claimed)
+            try:
+                await self.run(claimed)
+            except Exception:
+                # A worker lives as long as the service: one ended here would leave it running
+                # fewer submissions at once for good.
+                log.exception("submission %s could not be run", claimed.token)
+
+    async def persist(self, call: Callable[..., T], *args: Any) -> T:
+        """`call` on the store, tried again until the database answers. For what only this
+        replica can write of a submission it holds: no other replica takes a live one's
+        submissions, so one left unwritten would stay Processing for good."""
+        while True:
+            try:
+                return await self.db(call, *args)
+            except Exception:
+                log.exception("the database refused %s; trying again", call.__name__)
+                await asyncio.sleep(POLL_INTERVAL_S)
 
     async def run(self, claimed: Stored) -> None:
         self.running += 1
@@ -170,7 +191,7 @@ class SubmissionQueue:
         except (ServiceBusy, ShuttingDown):
             # The service's line is full of other requests: the submission goes back to the
             # queue under this replica's name, to be taken again after a pause.
-            await self.db(self.store.release, claimed.token, self.replica)
+            await self.persist(self.store.release, claimed.token, self.replica)
             await asyncio.sleep(BUSY_BACKOFF_S)
             return
         except Exception as exc:
@@ -178,8 +199,8 @@ class SubmissionQueue:
             judged = Judged(INTERNAL_ERROR, internal_error(f"internal error: {exc}"))
         finally:
             self.running -= 1
-        finished = await self.db(self.store.finish, claimed.token, self.replica,
-                                 judged.status_id, judged.result, time.time())
+        finished = await self.persist(self.store.finish, claimed.token, self.replica,
+                                      judged.status_id, judged.result, time.time())
         for future in self.finished.pop(claimed.token, []):
             if not future.done():
                 future.set_result(None)
@@ -195,7 +216,7 @@ class SubmissionQueue:
 
     async def keep_house(self) -> None:
         while True:
-            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+            await asyncio.sleep(self.liveness.interval_s)
             try:
                 await self.db(self.store.heartbeat, self.replica, time.time())
                 await self.housekeeping()
@@ -206,7 +227,8 @@ class SubmissionQueue:
         now = time.time()
         requeued, failed = await self.db(
             self.store.recover, self.replica,
-            now - REPLICA_TIMEOUT_S if seen_before is None else seen_before, MAX_ATTEMPTS, now,
+            now - self.liveness.replica_timeout_s if seen_before is None else seen_before,
+            MAX_ATTEMPTS, now,
             internal_error("the service running this submission stopped before it finished"))
         if requeued or failed:
             log.warning("submissions lost by a stopped service: %d queued again, %d failed",

@@ -50,6 +50,10 @@ class SqlStore:
     SEQ_COLUMN = "seq INTEGER PRIMARY KEY AUTOINCREMENT"
     # What makes a claim skip a row another replica is claiming at this moment.
     CLAIM_LOCK = ""
+    # A statement that makes `create`'s count-then-insert wait for any other replica's: without
+    # it two replicas could both count a place left and both take it. None where a transaction
+    # already holds the database's one write lock from its start (SQLite's BEGIN IMMEDIATE).
+    QUEUE_LOCK: str | None = None
 
     def __init__(self) -> None:
         self.schema()
@@ -94,6 +98,8 @@ class SqlStore:
         """Adds the submissions (token, request) to the queue, all or none: False, and nothing
         added, when the queue would then hold more than `max_queued`."""
         with self.transaction() as cur:
+            if self.QUEUE_LOCK is not None:
+                cur.execute(self.QUEUE_LOCK)
             cur.execute(self.sql("SELECT count(*) FROM submissions WHERE status_id = ?"),
                         (IN_QUEUE,))
             if cur.fetchone()[0] + len(rows) > max_queued:
@@ -164,15 +170,15 @@ class SqlStore:
         with self.transaction() as cur:
             lost = ("status_id = ? AND replica IS NOT NULL AND replica <> ? AND replica NOT IN "
                     "(SELECT id FROM replicas WHERE seen_at >= ?)")
-            cur.execute(self.sql(f"SELECT token FROM submissions WHERE {lost} "
-                                 "AND attempts >= ?"),
-                        (PROCESSING, replica, seen_before, max_attempts))
+            # One statement that fails and names the rows it failed: a select, then an update
+            # by token, would let two replicas recovering at once both fail (and report) the
+            # same submission, the second overwriting the first's finish time.
+            cur.execute(self.sql(
+                "UPDATE submissions SET status_id = ?, result = ?, finished_at = ?, "
+                f"replica = NULL WHERE {lost} AND attempts >= ? RETURNING token"),
+                (INTERNAL_ERROR, json.dumps(result), now, PROCESSING, replica, seen_before,
+                 max_attempts))
             failed = [row[0] for row in cur.fetchall()]
-            for token in failed:
-                cur.execute(self.sql(
-                    "UPDATE submissions SET status_id = ?, result = ?, finished_at = ?, "
-                    "replica = NULL WHERE token = ?"),
-                    (INTERNAL_ERROR, json.dumps(result), now, token))
             cur.execute(self.sql(f"UPDATE submissions SET status_id = ?, replica = NULL "
                                  f"WHERE {lost}"),
                         (IN_QUEUE, PROCESSING, replica, seen_before))

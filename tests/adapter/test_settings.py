@@ -34,3 +34,27 @@ def test_every_layer_mode_reaches_the_sandbox() -> None:
     config = Settings.from_environ(environ).sandbox_config()
     assert {config.per_run_uid, config.seccomp, config.landlock, config.tmpfs, config.netns,
             config.mntns, config.cgroups} == {Mode.OFF}
+
+
+TOO_SHORT = ("SANDBOX_JUDGE0_REPLICA_TIMEOUT_S must be more than twice "
+             "SANDBOX_JUDGE0_HOUSEKEEPING_INTERVAL_S")
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"SANDBOX_JUDGE0_HOUSEKEEPING_INTERVAL_S": "0"},
+     "SANDBOX_JUDGE0_HOUSEKEEPING_INTERVAL_S must be positive"),
+    ({"SANDBOX_JUDGE0_REPLICA_TIMEOUT_S": "10"}, TOO_SHORT),
+    ({"SANDBOX_JUDGE0_HOUSEKEEPING_INTERVAL_S": "1", "SANDBOX_JUDGE0_REPLICA_TIMEOUT_S": "2"},
+     TOO_SHORT),
+])
+def test_a_replica_must_be_seen_well_within_its_timeout(environ: dict[str, str],
+                                                        message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_environ(environ)
+    assert str(raised.value) == message
+
+
+def test_the_replica_liveness_defaults() -> None:
+    settings = Settings.from_environ({})
+    assert (settings.judge0_housekeeping_interval_s, settings.judge0_replica_timeout_s) == (
+        5.0, 30.0)
