@@ -127,6 +127,20 @@ class Zygote:
                         line.decode(errors="replace").rstrip())
         process.stdout.close()
 
+    def resident_bytes(self) -> int | None:
+        """The zygote's resident memory now (its forks share these pages until they write to
+        them), or None when it is not running."""
+        if not self.alive:
+            return None
+        try:
+            with open(f"/proc/{self.pid}/smaps_rollup", "rb") as rollup:
+                for line in rollup:
+                    if line.startswith(b"Rss:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return None
+
     @property
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
