@@ -498,3 +498,26 @@ def test_a_hung_warm_interpreter_is_replaced_and_holds_no_run_up(
     finally:
         if alive(stopped):
             os.kill(stopped, signal.SIGKILL)
+
+
+def test_a_warm_interpreter_slow_to_preload_is_waited_for_not_replaced(
+        warm_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its first answer comes once it has preloaded (seconds for a session kernels' stack):
+    that one may take FIRST_ANSWER_FACTOR times a fork's answer."""
+    monkeypatch.setattr(zygote_module, "ANSWER_TIMEOUT_S", 0.5)
+    (tmp_path / "slow_module.py").write_text("import time\ntime.sleep(1.2)\n")
+    os.chmod(tmp_path, 0o755)
+    env = {**ENV, "PYTHONPATH": str(tmp_path)}
+    slow = WarmInterpreter.of([PYTHON, *OPTIONS], env, ("slow_module", "heapq"))
+    zygote = warm_sandbox.warm_zygote(slow)
+    assert zygote is not None
+
+    async def go() -> RunResult:
+        async with warm_sandbox.jail() as jail:
+            jail.write_file("main.py", IN_PROCESS.encode())
+            run_env = {name: value.replace("{workdir}", str(jail.path))
+                       for name, value in env.items()}
+            return await jail.run([PYTHON, *OPTIONS, "main.py"], run_env, LIMITS, warm=slow)
+    result = asyncio.run(go())
+    assert (result.outcome, result.stdout) == (Outcome.OK, b"True True\n")
+    assert zygote.starts == 1
