@@ -130,3 +130,23 @@ def test_plots_leave_no_folders_among_the_session_files(
         props = session.execute("import os\nsorted(os.listdir('.'))")
         assert props["result"] == ["plot.png"], props
         assert session.names() == ["plot.png"]
+
+
+@pytest.mark.skipif(not WARM_PASS, reason="this pass starts every kernel afresh")
+def test_lazy_the_warm_interpreter_starts_with_the_first_session() -> None:
+    def shown(srv: Server) -> dict[str, object]:
+        with srv.client() as client:
+            status = client.get("/").json()
+        python = next(entry for entry in status["runtimes"] if entry["language"] == "python")
+        warm: dict[str, object] = python["sessionWarmInterpreter"]
+        return warm
+
+    with serve({**SERVER_ENV, "SANDBOX_WARM_SESSIONS": "lazy"}) as lazy:
+        before = shown(lazy)
+        assert before["active"] is False and before["starts"] == 0
+        assert before["detail"] == "not started yet: it starts with the first use"
+        with sessions_of(lazy) as make:
+            props = make().execute("import sys\n'pandas' in sys.modules")
+        assert props["result"] is True, props
+        after = shown(lazy)
+        assert (after["active"], after["starts"]) == (True, 1)
