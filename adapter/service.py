@@ -62,13 +62,15 @@ class Service:
         budget, budget_detail = memory_budget(settings)
         admission = Admission(settings.max_concurrent_runs, settings.max_queued_runs, budget)
         metrics = Metrics(lambda: admission.running, lambda: admission.waiting)
-        sessions = Sessions(settings, sandbox, registry.find("python"), admission)
         cache, detail = open_compile_cache(settings, sandbox, registry)
         runtimes = Runtimes(sandbox, registry, settings.ceilings(), cache=cache,
                             cache_detail=detail,
                             precompiled_folder=(settings.precompiled_folder()
                                                 if settings.precompile else None),
-                            precompiled="turned off by configuration")
+                            precompiled="turned off by configuration",
+                            warm_sessions=settings.warm_sessions_mode())
+        sessions = Sessions(settings, sandbox, registry.find("python"), admission,
+                            runtimes.session_warm(registry.find("python")))
         return cls(settings, sandbox, runtimes, admission, metrics, sessions,
                    memory_budget_detail=budget_detail)
 
@@ -146,8 +148,12 @@ def memory_budget(settings: Settings) -> tuple[int, str]:
         limit = _available_bytes()
         source = "the memory available at startup"
     reserve = settings.memory_reserve_bytes
-    return max(limit - reserve, 0), (f"{source} ({limit} bytes) less "
-                                     f"SANDBOX_MEMORY_RESERVE_BYTES ({reserve})")
+    detail = f"{source} ({limit} bytes) less SANDBOX_MEMORY_RESERVE_BYTES ({reserve})"
+    if settings.warm_sessions_mode() != "off":
+        # The session kernels' warm interpreter is held by the service, whenever it starts.
+        reserve += settings.warm_sessions_bytes
+        detail += f" and SANDBOX_WARM_SESSIONS_BYTES ({settings.warm_sessions_bytes})"
+    return max(limit - reserve, 0), detail
 
 
 def _available_bytes() -> int:

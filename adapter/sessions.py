@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from runtimes import CellResult, InterpreterSession, Runtime
-from sandbox import Jail, Limits, UnsafeName, resolve_inside
+from sandbox import Jail, Limits, UnsafeName, WarmInterpreter, resolve_inside
 
 from .admission import Admission
 from .errors import BadRequest, Conflict, NotFound, ServiceBusy
@@ -177,10 +177,11 @@ class Sessions:
     """Every live session of the service."""
 
     def __init__(self, settings: Settings, sandbox: Any, runtime: Runtime,
-                 admission: Admission) -> None:
+                 admission: Admission, warm: WarmInterpreter | None = None) -> None:
         self.settings = settings
         self.sandbox = sandbox
         self.runtime = runtime
+        self.warm = warm  # what kernels are forked from; None: each starts afresh
         self.admission = admission
         self.live: dict[str, Session] = {}
         self._creating = asyncio.Lock()
@@ -265,7 +266,7 @@ class Sessions:
                     else:
                         files_at = None
                 kernel = InterpreterSession(self.sandbox, self.runtime, jail,
-                                            self.kernel_limits(), files_at)
+                                            self.kernel_limits(), files_at, self.warm)
                 stack.push_async_callback(kernel.close)
                 session = Session(identifier, jail, kernel, stack)
                 self.live[identifier] = session

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from runtimes import WARM_SESSIONS
 from sandbox import Limits, Mode, SandboxConfig, layer_modes, parse_mode
 
 MiB = 1024 * 1024
@@ -43,6 +44,12 @@ class Settings:
     # Python runs forked from a warm interpreter with common modules imported (~10 ms and more
     # less per run); false starts each run's interpreter afresh.
     warm_python: bool = True
+    # Session kernels forked from a warm interpreter with IPython, numpy, pandas and matplotlib
+    # imported (a first cell ~1 s sooner): started at startup, lazy (with the first session)
+    # or off. Its memory (~110 MiB resident) is the service's, not the sessions': the budget
+    # counts it as `warm_sessions_bytes` unless it is off (or warm_python is).
+    warm_sessions: str = "startup"
+    warm_sessions_bytes: int = 128 * MiB
     uid_first: int = 60000
     uid_count: int = 1000
     runtimes_dirs: tuple[Path, ...] = ()  # empty: the built-in runtimes
@@ -138,6 +145,10 @@ class Settings:
             return Path("/var/cache/sandbox-service/precompiled")
         return Path.home() / ".cache" / "sandbox-service" / "precompiled"
 
+    def warm_sessions_mode(self) -> str:
+        """When session kernels' warm interpreter starts: off with every warm interpreter."""
+        return self.warm_sessions if self.warm_python else "off"
+
     def sandbox_config(self) -> SandboxConfig:
         modes = {name: getattr(self, name) for name in layer_modes(Settings)}
         return SandboxConfig(work_root=self.work_root, **modes,
@@ -185,6 +196,11 @@ class Settings:
             raise SettingsError("SANDBOX_SHUTDOWN_GRACE_S must not be negative")
         if self.memory_budget_bytes is not None and self.memory_budget_bytes < 1:
             raise SettingsError("SANDBOX_MEMORY_BUDGET_BYTES must be at least 1")
+        if self.warm_sessions not in WARM_SESSIONS:
+            raise SettingsError(f"SANDBOX_WARM_SESSIONS must be one of "
+                                f"{', '.join(WARM_SESSIONS)}")
+        if self.warm_sessions_bytes < 0:
+            raise SettingsError("SANDBOX_WARM_SESSIONS_BYTES must not be negative")
         if self.memory_reserve_bytes < 0:
             raise SettingsError("SANDBOX_MEMORY_RESERVE_BYTES must not be negative")
         if self.max_queued_runs < 0:
@@ -234,7 +250,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": str, "port": int, "log_level": str.lower, "work_root": Path,
     # Layer modes are read lower-cased, then checked by _mode with the overrides.
     **dict.fromkeys(layer_modes(Settings), str.lower), "fork_launchers": _boolean,
-    "warm_python": _boolean, "precompile": _boolean,
+    "warm_python": _boolean, "warm_sessions": str.lower, "warm_sessions_bytes": int,
+    "precompile": _boolean,
     "precompiled_dir": Path, "max_disk_bytes": int,
     "max_disk_files": int, "shutdown_grace_s": float, "session_cooldown_s": float,
     "session_max_lifetime_s": float, "max_sessions": int, "max_upload_bytes": int,

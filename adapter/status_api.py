@@ -36,6 +36,7 @@ async def status(request: Request) -> Response:
                 "selfTest": ({"passed": entry.selftest.passed, "detail": entry.selftest.detail}
                              if entry.selftest else None),
                 "warmInterpreter": warm_status(entry.warm),
+                "sessionWarmInterpreter": warm_status(entry.session_warm),
             }
             for entry in runtimes.runtimes
         ],
@@ -78,7 +79,7 @@ def warm_status(warm: WarmStatus | None) -> dict[str, Any] | None:
     if warm.preload is None:  # warm interpreters are turned off
         return {"active": warm.active, "detail": warm.detail}
     return {"active": warm.active, "preload": list(warm.preload), "starts": warm.starts,
-            "detail": warm.detail}
+            "residentBytes": warm.resident_bytes, "detail": warm.detail}
 
 
 def compile_cache_status(status: Status) -> dict[str, Any]:

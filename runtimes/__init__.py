@@ -26,6 +26,7 @@ from .execution import (
     warm_interpreter,
 )
 from .installed import (
+    WARM_SESSIONS,
     CacheStatus,
     Runtimes,
     RuntimeStatus,
@@ -40,9 +41,11 @@ from .registry import Registry
 from .request import RunRequest, SourceFile
 from .runtime import Runtime, SelfTest, SessionStage, Stage
 from .session import CellResult, InterpreterSession
+from .warm import session_warm_interpreter
 
 __all__ = [
     "BUILTIN_DIR",
+    "WARM_SESSIONS",
     "CacheStats",
     "CacheStatus",
     "CellResult",
@@ -78,6 +81,7 @@ __all__ = [
     "load_runtime",
     "load_runtimes",
     "run_selftest",
+    "session_warm_interpreter",
     "source_files",
     "stage_limits",
     "warm_interpreter",

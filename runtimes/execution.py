@@ -28,15 +28,9 @@ from .compile_cache import CompileCache, Compiled, ProducedFile, compile_key, fi
 from .entry import entry_point
 from .errors import ReservedSourceName
 from .request import RunRequest, SourceFile
-from .runtime import Runtime, Stage
+from .runtime import BASE_ENV, Runtime, Stage
+from .warm import fixed_env
 
-# Every program starts from this environment and its runtime's `env`; nothing else reaches it.
-BASE_ENV = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-    "HOME": "{workdir}",
-    "TMPDIR": "{workdir}",
-    "LANG": "C.UTF-8",
-}
 # Judged on the tail of stderr only, where runtimes report an allocation failure.
 MARKER_WINDOW_BYTES = 4096
 # What the dynamic loader says when the memory limit leaves no room to map a program's
@@ -107,7 +101,8 @@ def warm_interpreter(runtime: Runtime) -> WarmInterpreter | None:
     # The loader checked that only the interpreter and its options come before the script, so
     # they expand one for one; what depends on the working directory is not read at start-up.
     argv, env = _expand(stage, runtime, Path("/"), "", (), ())
-    return WarmInterpreter.of(argv[:stage.argv.index("{source}")], env, stage.warm.preload)
+    return WarmInterpreter.of(argv[:stage.argv.index("{source}")], env, stage.warm.preload,
+                              fixed_env(stage.env))
 
 
 def _classify(result: RunResult, stage: Stage) -> RunResult:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox import Limits, Sandbox, SandboxError
+from sandbox import Limits, Sandbox, SandboxError, WarmInterpreter
 
 from .compile_cache import CacheStats, CompileCache, Compiled
 from .errors import RuntimesError
@@ -39,8 +39,12 @@ from .precompiled import build_precompiled
 from .registry import Registry
 from .request import RunRequest
 from .runtime import Runtime
+from .warm import session_warm_interpreter
 
 log = logging.getLogger("runtimes")
+# When session kernels' warm interpreters start: with the service, with the first session, or
+# never (every kernel starts afresh).
+WARM_SESSIONS = ("startup", "lazy", "off")
 # Self-tests running at once at startup (see `_run_selftests`).
 SELFTESTS_AT_ONCE = 2
 
@@ -60,6 +64,7 @@ class WarmStatus:
     detail: str
     preload: tuple[str, ...] | None = None  # None: warm interpreters are turned off
     starts: int = 0
+    resident_bytes: int | None = None  # its memory now; None when not running
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class RuntimeStatus:
     runtime: Runtime
     selftest: SelfTestResult | None  # None until it has run
     warm: WarmStatus | None  # None: the runtime has no warm interpreter
+    session_warm: WarmStatus | None = None  # its session kernels' one, if they have one
 
 
 @dataclass(frozen=True)
@@ -86,12 +92,16 @@ class Status:
 class Runtimes:
     """The loaded runtimes with what runs them: `start`, then `execute` and `compile` any number
     of requests, then `close`. `precompiled_folder`: where precompiled headers are built, or None
-    with `precompiled` saying why they are not."""
+    with `precompiled` saying why they are not. `warm_sessions`: when the warm interpreters of
+    session kernels start, one of WARM_SESSIONS ("lazy": with the first session)."""
 
     def __init__(self, sandbox: Sandbox, registry: Registry, ceilings: Limits, *,
                  cache: CompileCache | None = None, cache_detail: str = "off",
                  precompiled_folder: Path | None = None,
-                 precompiled: str = "not built") -> None:
+                 precompiled: str = "not built", warm_sessions: str = "startup") -> None:
+        if warm_sessions not in WARM_SESSIONS:
+            raise ValueError(f"warm_sessions must be one of {', '.join(WARM_SESSIONS)}")
+        self.warm_sessions = warm_sessions
         self.sandbox = sandbox
         self.registry = registry
         self.ceilings = ceilings
@@ -127,6 +137,8 @@ class Runtimes:
         simply parse the headers)."""
         for runtime in self.registry:
             self.sandbox.warm_zygote(warm_interpreter(runtime))
+            if self.warm_sessions == "startup":
+                self.sandbox.warm_zygote(session_warm_interpreter(runtime))
         self._background = [asyncio.create_task(self._run_selftests()),
                             asyncio.create_task(self._precompile())]
 
@@ -138,6 +150,11 @@ class Runtimes:
                 await task
         if self.cache is not None:
             self.cache.close()
+
+    def session_warm(self, runtime: Runtime) -> WarmInterpreter | None:
+        """The warm interpreter the runtime's session kernels are forked from; None when it
+        has none or they are turned off (each kernel then starts afresh)."""
+        return None if self.warm_sessions == "off" else session_warm_interpreter(runtime)
 
     # ---- requests -------------------------------------------------------------------------------
 
@@ -157,7 +174,9 @@ class Runtimes:
         cache = self.cache
         return Status(
             tuple(RuntimeStatus(runtime, self.selftests.get(runtime.name),
-                                self._warm_status(runtime))
+                                self._warm_status(warm_interpreter(runtime)),
+                                self._warm_status(session_warm_interpreter(runtime),
+                                                  self.warm_sessions == "off"))
                   for runtime in self.registry),
             CacheStatus(cache is not None, self.cache_detail,
                         cache.stats() if cache is not None else None),
@@ -173,16 +192,20 @@ class Runtimes:
             return "; ".join(f"self-test of {r.runtime} failed: {r.detail}" for r in failed)
         return None
 
-    def _warm_status(self, runtime: Runtime) -> WarmStatus | None:
-        warm = warm_interpreter(runtime)
+    def _warm_status(self, warm: WarmInterpreter | None, off: bool = False
+                     ) -> WarmStatus | None:
         if warm is None:
             return None
-        zygote = self.sandbox.warm_zygote(warm)
-        if zygote is None:
+        if off or not self.sandbox.config.warm_interpreters:
             return WarmStatus(False, "turned off by configuration")
+        if self.warm_sessions == "lazy" and not self.sandbox.has_warm_zygote(warm):
+            return WarmStatus(False, "not started yet: it starts with the first use",
+                              warm.preload)
+        zygote = self.sandbox.warm_zygote(warm)
+        assert zygote is not None
         return WarmStatus(zygote.alive, "runs are forked from it" if zygote.alive
                           else "not running: runs start afresh until it is restarted",
-                          warm.preload, zygote.starts)
+                          warm.preload, zygote.starts, zygote.resident_bytes())
 
     # ---- startup work ---------------------------------------------------------------------------
 

@@ -180,13 +180,15 @@ def _read_warm(stage: _Reader, key: str, argv: list[str],
     if table is None:
         return None
     table.check_keys({"preload"})
-    if key != "run":
-        raise stage.fail("warm", "is for the run stage only")
-    # The interpreter's own argv (what comes before the script) must be the same on every run.
-    index = argv.index("{source}") if "{source}" in argv else 0
+    if key not in ("run", "session"):
+        raise stage.fail("warm", "is for the run stage and the session only")
+    # The interpreter's own argv (what comes before the script, or before -c and the kernel)
+    # must be the same on every run.
+    start = "{source}" if key == "run" else "-c"
+    index = argv.index(start) if start in argv else 0
     if index < 1 or any(arg in LIST_PLACEHOLDERS or _fields(arg) - set(executables)
                         for arg in argv[:index]):
-        raise stage.fail("warm", 'needs an argv with "{source}" after the interpreter and its '
+        raise stage.fail("warm", f'needs an argv with "{start}" after the interpreter and its '
                          "options, which may name executables only")
     preload = table.str_list("preload", default=[])
     for name in preload:
@@ -263,7 +265,7 @@ def _read_paths(reader: _Reader, executables: Mapping[str, str]) -> tuple[str, .
 def _read_session(reader: _Reader, path: Path, executables: Mapping[str, str]) -> SessionStage:
     session = reader.sub("session")
     assert session is not None
-    session.check_keys({"argv", "kernel", "env", "address_space"})
+    session.check_keys({"argv", "kernel", "env", "address_space", "warm"})
     kernel_name = session.text("kernel")
     kernel_path = path.parent / kernel_name
     if "/" in kernel_name or not kernel_path.is_file():
@@ -272,7 +274,8 @@ def _read_session(reader: _Reader, path: Path, executables: Mapping[str, str]) -
     for i, arg in enumerate(argv):
         _check_template(session, f"argv[{i}]", arg, [*executables, "kernel"])
     return SessionStage(tuple(argv), session.str_map("env"), kernel_path.read_text(),
-                        session.flag("address_space", True))
+                        session.flag("address_space", True),
+                        _read_warm(session, "session", argv, executables))
 
 
 def _read_entry(reader: _Reader) -> Entry | None:

@@ -376,12 +376,33 @@ class ShellState:
         return {"ok": code == 0, "result": "", "exit_code": code, "fatal": False}
 
 
+def private_caches() -> str | None:
+    """Where matplotlib and fontconfig keep their caches in a kernel started afresh: a folder
+    of the kernel's own, removed after every cell (`drop_caches`), so that none of theirs
+    (.cache, .config) shows among the session's files. A kernel forked from the warm
+    interpreter has matplotlib set up already, with its caches outside the session: None."""
+    if "matplotlib" in sys.modules:
+        return None
+    folder = os.path.abspath(f".kernel-caches-{os.getpid()}")
+    os.environ["MPLCONFIGDIR"] = folder
+    os.environ["XDG_CACHE_HOME"] = folder
+    return folder
+
+
+def drop_caches(folder: str | None) -> None:
+    if folder is not None and os.path.isdir(folder):
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     # Where the session's files are also mounted (/mnt/data), that is the working directory,
     # as in Azure's sessions; it is the same folder as the jail.
     files_at = os.environ.pop("SESSION_FILES_AT", "")
     if files_at and os.path.isdir(files_at) and os.path.samefile(files_at, "."):
         os.chdir(files_at)
+    caches = private_caches()
     # Requests arrive on the original stdin; cells get /dev/null there, so input() in a cell
     # ends at once (EOFError) instead of swallowing the next request.
     requests = os.fdopen(os.dup(0), "rb")
@@ -405,6 +426,7 @@ def main() -> None:
                 reply(pipes, {"ok": False, "result": "", "fatal": True})
                 os._exit(71)
             message = run_cell(shell, request["code"])
+        drop_caches(caches)
         reply(pipes, message)
         if message["fatal"]:
             os._exit(70)

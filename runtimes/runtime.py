@@ -13,6 +13,15 @@ from sandbox import Limits
 VARIANT_PLACEHOLDER = "{variant...}"
 
 
+# Every program starts from this environment and its runtime's `env`; nothing else reaches it.
+BASE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "{workdir}",
+    "TMPDIR": "{workdir}",
+    "LANG": "C.UTF-8",
+}
+
+
 @dataclass(frozen=True)
 class Stage:
     """One step (compile or run): an argv template, extra environment, default limits.
@@ -91,12 +100,15 @@ class Precompiled:
 @dataclass(frozen=True)
 class SessionStage:
     """How to start the runtime's stateful kernel: argv (with `{kernel}`, the kernel's source
-    text) and extra environment; `address_space` as a stage's."""
+    text) and extra environment; `address_space` as a stage's; `warm`: kernels are forked
+    from a warm interpreter of their own that has imported `warm.preload` (the argv up to
+    `-c` starts it)."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str]
     kernel: str
     address_space: bool = True
+    warm: Warm | None = None
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox import Jail, Limits, Outcome, Process, RunResult, Sandbox, Stream
+from sandbox import Jail, Limits, Outcome, Process, RunResult, Sandbox, Stream, WarmInterpreter
 
 from .errors import RuntimesError
-from .execution import BASE_ENV
-from .runtime import Runtime
+from .runtime import BASE_ENV, Runtime
 
 # The longest frame the kernel sends: a reply with its result (1 MiB of JSON at most) and its
 # images (8 MiB of base64 at most); anything longer is not the kernel's.
@@ -130,10 +129,12 @@ def _how(ended: asyncio.Task[RunResult]) -> str:
 
 
 class InterpreterSession:
-    """A runtime's kernel in `jail`, with its files. Cells run one at a time."""
+    """A runtime's kernel in `jail`, with its files. Cells run one at a time. `warm`: the warm
+    interpreter kernels are forked from (see `session_warm_interpreter`), None to start each
+    afresh."""
 
     def __init__(self, sandbox: Sandbox, runtime: Runtime, jail: Jail, limits: Limits,
-                 files_at: str | None) -> None:
+                 files_at: str | None, warm: WarmInterpreter | None = None) -> None:
         if runtime.session is None:
             raise RuntimesError(f"the {runtime.name} runtime has no session kernel")
         self.sandbox = sandbox
@@ -141,6 +142,7 @@ class InterpreterSession:
         self.jail = jail
         self.limits = limits
         self.files_at = files_at
+        self.warm = warm
         self.process: Process | None = None
         self.ended: asyncio.Task[RunResult] | None = None
         self.cell: _Cell | None = None
@@ -163,7 +165,7 @@ class InterpreterSession:
         if self.files_at:
             env["SESSION_FILES_AT"] = self.files_at
         self.process = await self.jail.start(argv, env, self.limits, self.runtime.read_paths,
-                                             also_at=self.files_at,
+                                             also_at=self.files_at, warm=self.warm,
                                              address_space=stage.address_space)
         await self.process.write_stdin(b"")
         self.idle_bytes = 0

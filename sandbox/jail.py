@@ -183,6 +183,10 @@ class Sandbox:
             self._warm[warm] = zygote
         return zygote
 
+    def has_warm_zygote(self, warm: WarmInterpreter) -> bool:
+        """Whether the zygote of `warm` was started (by a run, or early on purpose)."""
+        return warm in self._warm
+
     def zygote_pids(self) -> set[int]:
         """The pids of every zygote (launcher and warm interpreters): no run may signal one, nor
         its process group, which holds the launchers it forked."""

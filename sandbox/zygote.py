@@ -26,6 +26,10 @@ log = logging.getLogger("sandbox")
 RESTART_INTERVAL_S = 1.0
 # A zygote that has not answered a fork by then is taken for hung.
 ANSWER_TIMEOUT_S = 5.0
+# Its first answer comes only once it has imported what it preloads (a session kernels' warm
+# interpreter: IPython, numpy, pandas, matplotlib, ~1.5 s, several times that under load): that
+# one may take this many times longer.
+FIRST_ANSWER_FACTOR = 6
 
 
 class ForkedLauncher:
@@ -99,6 +103,7 @@ class Zygote:
         self.pid = 0
         self.starts = 0
         self._started_at = -math.inf
+        self._answered = False
 
     def start(self) -> None:
         self._started_at = time.monotonic()
@@ -119,6 +124,7 @@ class Zygote:
         self._channel = ours
         self.pid = self._process.pid
         self.starts += 1
+        self._answered = False
 
     def _log_output(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
@@ -126,6 +132,20 @@ class Zygote:
             log.warning("%s %d: %s", self.name, process.pid,
                         line.decode(errors="replace").rstrip())
         process.stdout.close()
+
+    def resident_bytes(self) -> int | None:
+        """The zygote's resident memory now (its forks share these pages until they write to
+        them), or None when it is not running."""
+        if not self.alive:
+            return None
+        try:
+            with open(f"/proc/{self.pid}/smaps_rollup", "rb") as rollup:
+                for line in rollup:
+                    if line.startswith(b"Rss:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return None
 
     @property
     def alive(self) -> bool:
@@ -195,15 +215,17 @@ class Zygote:
         if self._channel is None or self._process is None or self._process.poll() is not None:
             self._restart()
             return None
+        timeout = ANSWER_TIMEOUT_S * (1 if self._answered else FIRST_ANSWER_FACTOR)
         try:
             socket.send_fds(self._channel, [b"F"], list(fds))
-            answer = await asyncio.wait_for(self._answer(), ANSWER_TIMEOUT_S)
+            answer = await asyncio.wait_for(self._answer(), timeout)
+            self._answered = True
         except (OSError, ConnectionError, TimeoutError) as exc:
             # A stopped or hung zygote must not hold runs up: it is replaced (a late answer
             # goes to the closed channel), and this run starts its launcher itself.
             log.warning("the %s failed (%s); restarting it", self.name,
                         exc if not isinstance(exc, TimeoutError)
-                        else f"no answer within {ANSWER_TIMEOUT_S:g} s")
+                        else f"no answer within {timeout:g} s")
             with contextlib.suppress(Exception):
                 self.close()
             self._restart()

@@ -85,14 +85,19 @@ if __name__ == "__main__":
     if _ready is not None:
         # Outside the except block: the program must not start with an exception "being
         # handled" (sys.exc_info, and the context of everything it raises).
+        _command = program.is_command(_ready)
         _runner, _path, _namespace = program.become_program(_ready, globals())
         del _ready
-        _script = program.open_script(_path)
+        # `-c CODE`: _path is the code, run as `python -c` runs it (257: Py_file_input).
+        _script = os.fsencode(_path) if _command else program.open_script(_path)
         _status = 2
         _failure: BaseException | None = None
         if _script is not None:
             try:
-                _runner(_script, os.fsencode(_path), 257, _namespace, _namespace, 1, None)
+                if _command:
+                    _runner(_script, 257, _namespace, _namespace, None)
+                else:
+                    _runner(_script, os.fsencode(_path), 257, _namespace, _namespace, 1, None)
                 _status = 0
             except SystemExit as _exit:
                 _status = program.exit_status(_exit)
@@ -106,5 +111,5 @@ if __name__ == "__main__":
             _status = program.uncaught(_failure)
             _failure = None
         # Nothing here may keep the program's __main__ alive past its end (see program.finish).
-        del _runner, _namespace, _script
+        del _runner, _namespace, _script, _path
         program.finish(_status)

@@ -196,7 +196,8 @@ def _runs_in_process(spec: dict[str, Any]) -> bool:
     # (its preloaded modules). Under a memory limit too close to that, the program gets
     # a fresh interpreter after all: what one does under so small a limit is for it to
     # show. (Read now: /proc is out of reach once Landlock is on.)
-    return program.fits(int(spec["limits"]["memory_bytes"]), spec["argv"][spec["in_process"]])
+    return program.fits(int(spec["limits"]["memory_bytes"]), spec["argv"], spec["in_process"],
+                        bool(spec.get("address_space", True)))
 
 
 def _apply_landlock(libc: Any, ruleset: dict[str, Any] | None) -> None:

@@ -52,9 +52,17 @@ def is_warm() -> bool:
     return _WARM is not None
 
 
-def fits(memory_bytes: int, script: str) -> bool:
-    """Whether a fork of this warm interpreter runs `script` itself under `memory_bytes`."""
-    return memory_bytes >= _address_space_bytes() + WARM_HEADROOM_BYTES and _plain_script(script)
+def fits(memory_bytes: int, argv: list[str], index: int, address_space: bool = True) -> bool:
+    """Whether a fork of this warm interpreter runs the script at `argv[index]` (or the code
+    after `-c` there) itself under `memory_bytes`. The fork's address space is the warm
+    interpreter's, which counts against RLIMIT_AS; without that limit only its private pages
+    count (its cgroup is not charged for pages it shares with the warm interpreter), and a
+    fresh fork has next to none."""
+    if address_space and memory_bytes < _address_space_bytes() + WARM_HEADROOM_BYTES:
+        return False
+    if not address_space and memory_bytes < WARM_HEADROOM_BYTES:
+        return False
+    return argv[index] == "-c" or _plain_script(argv[index])
 
 
 def _address_space_bytes() -> int:
@@ -65,8 +73,9 @@ def _address_space_bytes() -> int:
 def become_program(spec: dict[str, Any], launcher_globals: dict[str, Any]
                    ) -> tuple[Any, str, dict[str, Any]]:
     """In a warm interpreter's confined program process: makes this interpreter what
-    ``python OPTIONS SCRIPT ARGS...`` would be when it starts the script. Returns the script's
-    runner (the interpreter's own, as the command line uses), its path and __main__'s dict.
+    ``python OPTIONS SCRIPT ARGS...`` (or ``python OPTIONS -c CODE ARGS...``) would be when it
+    starts the script. Returns the script's runner (the interpreter's own, as the command line
+    uses), its path (or the code) and __main__'s dict.
     `launcher_globals`: the launcher script's, whose frames tracebacks leave out."""
     assert _WARM is not None
     import builtins
@@ -76,6 +85,7 @@ def become_program(spec: dict[str, Any], launcher_globals: dict[str, Any]
 
     argv = spec["argv"]
     index = spec["in_process"]
+    command = argv[index] == "-c"
     # The launcher sees the program "start" (as at execve, the descriptor closes).
     os.close(3)
     # What a fresh interpreter installs: it ignores SIGPIPE and SIGXFSZ (so writes fail with
@@ -89,12 +99,13 @@ def become_program(spec: dict[str, Any], launcher_globals: dict[str, Any]
     os.environ.update(spec["env"])
     script = argv[index]
     # As the interpreter computes them: __file__ is the path joined to the working directory,
-    # unnormalised; sys.path[0] is the folder of the script with symlinks resolved.
+    # unnormalised; sys.path[0] is the folder of the script with symlinks resolved. For -c
+    # there is no file: sys.argv[0] is "-c" and sys.path[0] "", the working directory.
     path = script if script.startswith("/") else os.path.join(os.getcwd(), script)
-    folder = os.path.dirname(os.path.realpath(path))
-    sys.argv = list(argv[index:])
+    folder = os.getcwd() if command else os.path.dirname(os.path.realpath(path))
+    sys.argv = ["-c", *argv[index + 2:]] if command else list(argv[index:])
     sys.orig_argv = list(argv)
-    sys.path[:] = [folder, *_WARM["path"]]
+    sys.path[:] = ["" if command else folder, *_WARM["path"]]
     global _KEEP_MODULES
     keep = _WARM["modules"]
     preloaded = _WARM["preloaded"]
@@ -110,12 +121,23 @@ def become_program(spec: dict[str, Any], launcher_globals: dict[str, Any]
     namespace = main.__dict__
     namespace["__annotations__"] = {}
     namespace["__builtins__"] = builtins
-    namespace["__file__"] = path
-    namespace["__cached__"] = None
-    main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", path)
+    if command:
+        main.__loader__ = sys.modules["_frozen_importlib"].BuiltinImporter
+    else:
+        namespace["__file__"] = path
+        namespace["__cached__"] = None
+        main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader(
+            "__main__", path)
     sys.modules["__main__"] = main
     _set_thread_stack_size(int(spec["limits"]["stack_bytes"]))
+    if command:
+        return _WARM["run_string"], argv[index + 1], namespace
     return _WARM["runner"], path, namespace
+
+
+def is_command(spec: dict[str, Any]) -> bool:
+    """Whether the in-process program is `-c CODE` rather than a script."""
+    return bool(spec["argv"][spec["in_process"]] == "-c")
 
 
 def _set_thread_stack_size(stack_bytes: int) -> None:

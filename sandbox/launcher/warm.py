@@ -38,11 +38,17 @@ def serve(prctl: Any, channel_fd: int, preload: list[str], modules_at_start: fro
     runner.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.py_object,
                        ctypes.py_object, ctypes.c_int, ctypes.c_void_p]
     runner.restype = ctypes.py_object
+    # What `python -c` calls: the code as a module's, named "<string>" in tracebacks.
+    run_string = ctypes.pythonapi.PyRun_StringFlags
+    run_string.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object,
+                           ctypes.c_void_p]
+    run_string.restype = ctypes.py_object
     fopen = clib.load().fopen
     fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
     fopen.restype = ctypes.c_void_p
     state: dict[str, Any] = {"path": tuple(sys.path), "modules": frozenset(sys.modules),
-                             "ctypes": ctypes, "runner": runner, "fopen": fopen}
+                             "ctypes": ctypes, "runner": runner, "run_string": run_string,
+                             "fopen": fopen}
     # What the end of a run calls, bound now: a program may replace os._exit and the like in
     # its modules, which must not change how it ends (the interpreter calls C for these).
     import _thread

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapter import Settings, SettingsError
+from adapter.service import memory_budget
 from sandbox import Mode
 
 
@@ -54,7 +55,33 @@ def test_a_replica_must_be_seen_well_within_its_timeout(environ: dict[str, str],
     assert str(raised.value) == message
 
 
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"SANDBOX_WARM_SESSIONS": "always"},
+     "SANDBOX_WARM_SESSIONS must be one of startup, lazy, off"),
+    ({"SANDBOX_WARM_SESSIONS_BYTES": "-1"}, "SANDBOX_WARM_SESSIONS_BYTES must not be negative"),
+])
+def test_bad_warm_session_settings_name_the_variable(environ: dict[str, str],
+                                                     message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_environ(environ)
+    assert str(raised.value) == message
+
+
 def test_the_replica_liveness_defaults() -> None:
     settings = Settings.from_environ({})
     assert (settings.judge0_housekeeping_interval_s, settings.judge0_replica_timeout_s) == (
         5.0, 30.0)
+
+
+def test_the_session_kernels_warm_interpreter_is_taken_from_the_memory_budget() -> None:
+    held = 100 << 20
+    on = memory_budget(Settings.from_environ({"SANDBOX_WARM_SESSIONS_BYTES": str(held)}))
+    off = memory_budget(Settings.from_environ({"SANDBOX_WARM_SESSIONS": "off"}))
+    # No warm interpreter at all: none for sessions either.
+    none = memory_budget(Settings.from_environ({"SANDBOX_WARM_PYTHON": "false"}))
+    assert "SANDBOX_WARM_SESSIONS_BYTES (104857600)" in on[1]
+    assert "SANDBOX_WARM_SESSIONS_BYTES" not in off[1] + none[1]
+    # (The memory available may move a little between the readings.)
+    assert abs(off[0] - on[0] - held) < 32 << 20 and abs(none[0] - off[0]) < 32 << 20
+    # Given outright, the budget is what it says.
+    assert memory_budget(Settings.from_environ({"SANDBOX_MEMORY_BUDGET_BYTES": "5"}))[0] == 5

@@ -15,6 +15,7 @@ from runtimes import (
     execute,
     load_runtime,
     load_runtimes,
+    session_warm_interpreter,
     warm_interpreter,
 )
 from sandbox import Outcome, Sandbox, SandboxConfig
@@ -53,10 +54,23 @@ def test_the_warm_interpreter_is_the_run_argv_before_the_script() -> None:
     warm = warm_interpreter(PYTHON)
     assert warm is not None
     assert warm.interpreter == (PYTHON.executables["python"], "-B", "-u", "-s")
+    # The run's own fixed environment too: what preloaded modules may read on import.
     assert dict(warm.env) == {"LANG": "C.UTF-8", "PYTHONHASHSEED": "random",
-                              "PYTHONIOENCODING": "utf-8"}
+                              "PYTHONIOENCODING": "utf-8", "OPENBLAS_NUM_THREADS": "1",
+                              "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                              "NUMEXPR_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     assert "statistics" in warm.preload and "json" in warm.preload
     assert warm_interpreter(REGISTRY.find("c++")) is None
+
+
+def test_session_kernels_have_a_warm_interpreter_of_their_own() -> None:
+    warm = session_warm_interpreter(PYTHON)
+    assert warm is not None and warm != warm_interpreter(PYTHON)
+    assert warm.interpreter == (PYTHON.executables["python"], "-B", "-u", "-s")
+    assert {"IPython.core.interactiveshell", "numpy", "pandas", "matplotlib.pyplot"} <= set(
+        warm.preload)
+    assert ("OPENBLAS_NUM_THREADS", "1") in warm.env and ("MPLBACKEND", "Agg") in warm.env
+    assert session_warm_interpreter(REGISTRY.find("c++")) is None
 
 
 @pytest.mark.parametrize(("table", "message"), [

@@ -309,7 +309,7 @@ def test_turned_off_every_run_starts_fresh(work_root: Path) -> None:
 
 
 @pytest.mark.parametrize("argv_tail, env_change", [
-    (("-c", "print(1)"), {}),  # not a script: -c
+    (("-E", "main.py"), {}),  # another option before the script
     (("main.py",), {"PYTHONHASHSEED": "0"}),  # another start-up environment
 ])
 def test_runs_it_cannot_be_are_started_fresh(warm_sandbox: Sandbox, argv_tail: tuple[str, ...],
@@ -329,6 +329,49 @@ def test_runs_it_cannot_be_are_started_fresh(warm_sandbox: Sandbox, argv_tail: t
     assert result.stdout == b"False False\n"
 
 
+COMMANDS = {
+    "introspection": (
+        "import sys\nprint(__name__, __doc__, __package__, __spec__, '__file__' in globals())\n"
+        "print(__loader__, sorted(globals()))\nprint(sys.argv, sys.path[0] == '')"),
+    "an uncaught exception": "def f():\n    1 / 0\nf()",
+    "an exit status": "import sys\nsys.exit(5)",
+    "a syntax error": "print(1",
+    "a module of the working directory named like a preloaded one": (
+        "import heapq\nprint(hasattr(heapq, 'heappush'), heapq.MINE)"),
+}
+# Files in the working directory when the command starts.
+COMMAND_FILES = {"a module of the working directory named like a preloaded one": {
+    "heapq.py": "MINE = 1"}}
+
+
+def run_command(sandbox: Sandbox, code: str, warm: WarmInterpreter | None,
+                files: Mapping[str, str] = {}) -> tuple[RunResult, str]:
+    async def go() -> tuple[RunResult, str]:
+        async with sandbox.jail() as jail:
+            for name, content in files.items():
+                jail.write_file(name, content.encode())
+            env = {name: value.replace("{workdir}", str(jail.path)) for name, value in ENV.items()}
+            result = await jail.run([PYTHON, *OPTIONS, "-c", code, "a", "b c"], env, LIMITS,
+                                    warm=warm)
+            return result, str(jail.path)
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_python_c_in_a_warm_interpreter_is_python_c(warm_sandbox: Sandbox, name: str) -> None:
+    """`python -c CODE` (how session kernels start) runs in process too, as it would fresh."""
+    files = COMMAND_FILES.get(name, {})
+    fresh = observed(*run_command(warm_sandbox, COMMANDS[name], None, files))
+    assert observed(*run_command(warm_sandbox, COMMANDS[name], WARM, files)) == fresh
+    assert_clean(warm_sandbox)
+
+
+def test_python_c_really_runs_in_process(warm_sandbox: Sandbox) -> None:
+    fresh, _ = run_command(warm_sandbox, IN_PROCESS, None)
+    warm, _ = run_command(warm_sandbox, IN_PROCESS, WARM)
+    assert (fresh.stdout, warm.stdout) == (b"False False\n", b"True True\n")
+
+
 def test_script_index_matches_only_its_own_interpreter() -> None:
     assert WARM.script_index([PYTHON, *OPTIONS, "main.py", "x"], ENV) == 4
     # HOME and TMPDIR are read from os.environ, which each run gets whole: no difference.
@@ -338,6 +381,17 @@ def test_script_index_matches_only_its_own_interpreter() -> None:
     assert WARM.script_index([PYTHON, *OPTIONS, "main.py"], {**ENV, "LANG": "C"}) is None
     # The time module reads TZ when the interpreter starts.
     assert WARM.script_index([PYTHON, *OPTIONS, "main.py"], {**ENV, "TZ": "Asia/Tokyo"}) is None
+    assert WARM.script_index([PYTHON, *OPTIONS, "-c", "pass", "x"], ENV) == 4
+    assert WARM.script_index([PYTHON, *OPTIONS, "-c"], ENV) is None
+    assert WARM.script_index([PYTHON, *OPTIONS, "-m", "main"], ENV) is None
+    # Names a preloaded module reads on import are part of the start when the runtime says so.
+    threads = WarmInterpreter.of([PYTHON, *OPTIONS], {**ENV, "OPENBLAS_NUM_THREADS": "1"},
+                                 fixed=["OPENBLAS_NUM_THREADS"])
+    assert ("OPENBLAS_NUM_THREADS", "1") in threads.env
+    assert threads.script_index([PYTHON, *OPTIONS, "x.py"],
+                                {**ENV, "OPENBLAS_NUM_THREADS": "1"}) == 4
+    assert threads.script_index([PYTHON, *OPTIONS, "x.py"],
+                                {**ENV, "OPENBLAS_NUM_THREADS": "8"}) is None
     with pytest.raises(ValueError):
         WarmInterpreter.of([PYTHON], ENV, ["os; import x"])
 
@@ -444,3 +498,26 @@ def test_a_hung_warm_interpreter_is_replaced_and_holds_no_run_up(
     finally:
         if alive(stopped):
             os.kill(stopped, signal.SIGKILL)
+
+
+def test_a_warm_interpreter_slow_to_preload_is_waited_for_not_replaced(
+        warm_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its first answer comes once it has preloaded (seconds for a session kernels' stack):
+    that one may take FIRST_ANSWER_FACTOR times a fork's answer."""
+    monkeypatch.setattr(zygote_module, "ANSWER_TIMEOUT_S", 0.5)
+    (tmp_path / "slow_module.py").write_text("import time\ntime.sleep(1.2)\n")
+    os.chmod(tmp_path, 0o755)
+    env = {**ENV, "PYTHONPATH": str(tmp_path)}
+    slow = WarmInterpreter.of([PYTHON, *OPTIONS], env, ("slow_module", "heapq"))
+    zygote = warm_sandbox.warm_zygote(slow)
+    assert zygote is not None
+
+    async def go() -> RunResult:
+        async with warm_sandbox.jail() as jail:
+            jail.write_file("main.py", IN_PROCESS.encode())
+            run_env = {name: value.replace("{workdir}", str(jail.path))
+                       for name, value in env.items()}
+            return await jail.run([PYTHON, *OPTIONS, "main.py"], run_env, LIMITS, warm=slow)
+    result = asyncio.run(go())
+    assert (result.outcome, result.stdout) == (Outcome.OK, b"True True\n")
+    assert zygote.starts == 1
