@@ -5,7 +5,6 @@ Never the program text or its output.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -41,7 +40,7 @@ class AccessLog:
             seconds = time.perf_counter() - started
             state: dict[str, Any] = scope.get("state", {})
             query = scope.get("query_string", b"").decode("latin-1")
-            log.info(json.dumps({
+            log.info("%s %s %d", scope["method"], scope["path"], status, extra={
                 "method": scope["method"],
                 "path": scope["path"],
                 "query": query,
@@ -53,7 +52,7 @@ class AccessLog:
                 "error": state.get("error"),
                 "request_bytes": _content_length(scope),
                 "response_bytes": size,
-            }))
+            })
             # The route template, not the path: unknown paths must not make new series.
             route = getattr(scope.get("route"), "path", "unmatched")
             service = getattr(scope["app"].state, "service", None) if "app" in scope else None
