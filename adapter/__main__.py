@@ -10,8 +10,6 @@ grade a program against test cases on a running service.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import signal
 import sys
 from types import FrameType
@@ -35,7 +33,7 @@ def serve(options: argparse.Namespace) -> int:
     from runtimes import RuntimeConfigError
     from sandbox import SandboxError
 
-    from . import server
+    from . import logs, server
     from .app import create_app
     from .settings import Settings, SettingsError
 
@@ -45,9 +43,7 @@ def serve(options: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"sandbox-service: {exc}", file=sys.stderr)
         return 2
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLines())
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+    logs.configure(settings.log_level)
     try:
         app = create_app(settings)
     except (RuntimeConfigError, SandboxError, SettingsError, OSError) as exc:
@@ -59,19 +55,6 @@ def serve(options: argparse.Namespace) -> int:
         signal.signal(stop_signal, exit_stopped)
     # uvicorn exits with 3 when it could not start (the port taken, the lifespan failing).
     return 0 if server.serve(app, settings) else 3
-
-
-class JsonLines(logging.Formatter):
-    """Every log line is one JSON object: ours already are; others (uvicorn's) are wrapped."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if message.startswith("{") and not record.exc_info:
-            return message
-        line = {"level": record.levelname.lower(), "logger": record.name, "message": message}
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line)
 
 
 def exit_stopped(signum: int, frame: FrameType | None) -> NoReturn:

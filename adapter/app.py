@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -91,7 +90,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         harden_service()
         # What this process is and which confinement the machine gave it, and why not the rest:
         # the first thing to read when a deployment behaves unlike a test machine.
-        log.info(json.dumps(status_api.startup_summary(service)))
+        log.info("startup", extra=status_api.startup_summary(service))
         await service.runtimes.start()
         await judge0.queue.start()
         sweeper = asyncio.create_task(service.sessions.sweep_forever())
@@ -107,7 +106,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # flight, then cancelled them (their runs killed and jails disposed on the way out).
             await service.runtimes.close()
             await asyncio.to_thread(service.sandbox.close)
-            log.info(json.dumps({"event": "shutdown", "service": "sandbox-service"}))
+            log.info("shutdown", extra={"event": "shutdown", "service": "sandbox-service"})
 
     handlers: dict[Any, Any] = {
         cls: handle_error

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import math
 import re
 from pathlib import Path, PurePosixPath
@@ -58,18 +59,33 @@ def resolve_runtime(registry: Registry, language: str, version: str) -> Runtime 
                    None)
     if variant is not None:
         return variant
-    matches = [rt for rt in registry if language in rt.names and _satisfies(rt.version, version)]
+    wanted = _parse_range(version)
+    if wanted is None:
+        return None
+    matches = [rt for rt in registry if language in rt.names and _satisfies(rt.version, wanted)]
     if not matches:
         return None
-    best = nodesemver.max_satisfying([rt.version for rt in matches], version, loose=False)
-    return next((rt for rt in matches if rt.version == best), matches[0])
+    return max(matches, key=lambda rt: functools.cmp_to_key(_compare)(rt.version))
 
 
-def _satisfies(installed: str, wanted: str) -> bool:
+def _parse_range(wanted: str) -> Any | None:
+    """The node-semver range `wanted`, or None when it is not one. Parsed here rather than by
+    `nodesemver.satisfies`, which logs a client's malformed range with a full traceback."""
     try:
-        return bool(nodesemver.satisfies(installed, wanted, loose=False))
+        return nodesemver.make_range(wanted, loose=False)
     except (ValueError, TypeError):  # not a range at all, as for Node's semver
+        return None
+
+
+def _satisfies(installed: str, wanted: Any) -> bool:
+    try:
+        return bool(wanted.test(installed))
+    except (ValueError, TypeError):  # an installed version that is not semver matches nothing
         return False
+
+
+def _compare(a: str, b: str) -> int:
+    return int(nodesemver.compare(a, b, loose=False))
 
 
 def _js_falsy(value: Any) -> bool:

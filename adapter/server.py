@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
 import math
 import resource
@@ -69,7 +68,8 @@ class RateLimitedLog:
             self.suppressed += 1
             return
         self.last = now
-        log.log(level, json.dumps({"event": self.event, **fields, "suppressed": self.suppressed}))
+        log.log(level, self.event,
+                extra={"event": self.event, **fields, "suppressed": self.suppressed})
         self.suppressed = 0
 
 
@@ -263,10 +263,10 @@ def serve(app: ASGIApp, settings: Settings) -> bool:
     """Serves `app` until stopped; False if the server never started."""
     open_files = raise_open_files_limit()
     bound = connection_bound(settings.max_connections, open_files)
-    log.info(json.dumps({"event": "http", "open_files_limit": open_files,
-                         "max_connections": bound,
-                         "http_head_timeout_s": settings.http_head_timeout_s,
-                         "http_body_idle_timeout_s": settings.http_body_idle_timeout_s}))
+    log.info("http", extra={"event": "http", "open_files_limit": open_files,
+                            "max_connections": bound,
+                            "http_head_timeout_s": settings.http_head_timeout_s,
+                            "http_body_idle_timeout_s": settings.http_body_idle_timeout_s})
     protocol = guarded_protocol(settings.http_head_timeout_s, settings.http_body_idle_timeout_s,
                                 bound)
     # log_config=None: uvicorn's own lines go through the root handler, as JSON like ours.

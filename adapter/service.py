@@ -28,7 +28,7 @@ from sandbox import Sandbox, own_memory_limit_bytes
 
 from .admission import Admission
 from .errors import ServiceBusy, ShuttingDown
-from .metrics import Metrics
+from .metrics import Metrics, Readings
 from .render import outcome_name
 from .sessions import Sessions
 from .settings import Settings, SettingsError
@@ -61,8 +61,14 @@ class Service:
         registry = Registry(load_runtimes(*settings.runtimes_dirs))
         budget, budget_detail = memory_budget(settings)
         admission = Admission(settings.max_concurrent_runs, settings.max_queued_runs, budget)
-        metrics = Metrics(lambda: admission.running, lambda: admission.waiting)
         cache, detail = open_compile_cache(settings, sandbox, registry)
+        # Read at scrape time: `sessions` is made below, once the runtimes are.
+        metrics = Metrics(Readings(
+            running=lambda: admission.running, waiting=lambda: admission.waiting,
+            live_sessions=lambda: len(sessions.live),
+            memory_budget_bytes=lambda: admission.memory_budget_bytes,
+            memory_reserved_bytes=lambda: admission.reserved_bytes,
+            compile_cache=lambda: cache.stats() if cache is not None else None))
         runtimes = Runtimes(sandbox, registry, settings.ceilings(), cache=cache,
                             cache_detail=detail,
                             precompiled_folder=(settings.precompiled_folder()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import json
 import logging
 import os
 import secrets
@@ -350,7 +349,8 @@ class Sessions:
         cutoff = time.monotonic() - self.settings.session_cooldown_s
         for identifier, session in list(self.live.items()):
             if session.last_used < cutoff and not session.lock.locked():
-                log.info(json.dumps({"event": "session_expired", "identifier": identifier}))
+                log.info("session_expired",
+                         extra={"event": "session_expired", "identifier": identifier})
                 await self.end(identifier)
 
     async def close(self) -> None:

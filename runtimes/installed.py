@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import subprocess
 from collections.abc import Iterator
@@ -237,13 +236,14 @@ class Runtimes:
             try:
                 ready = await asyncio.to_thread(build_precompiled, runtime, folder)
             except (RuntimesError, OSError, subprocess.SubprocessError) as exc:
-                log.error(json.dumps({"event": "precompile_failed", "runtime": runtime.name,
-                                      "error": str(exc)}))
+                log.error("precompile_failed", extra={"event": "precompile_failed",
+                                                      "runtime": runtime.name,
+                                                      "error": str(exc)})
                 continue
             self.registry.replace(ready)
             built.append(f"{runtime.name}: {', '.join(runtime.compile.precompiled.headers)}")
         self.precompiled = "; ".join(built) or "none"
-        log.info(json.dumps({"event": "precompiled", "headers": built}))
+        log.info("precompiled", extra={"event": "precompiled", "headers": built})
 
 
 async def run_selftest(sandbox: Sandbox, runtime: Runtime, ceilings: Limits,

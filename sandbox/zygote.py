@@ -130,7 +130,7 @@ class Zygote:
         assert process.stdout is not None
         for line in process.stdout:
             log.warning("%s %d: %s", self.name, process.pid,
-                        line.decode(errors="replace").rstrip())
+                        line.decode(errors="backslashreplace").rstrip())
         process.stdout.close()
 
     def resident_bytes(self) -> int | None:

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import hashlib
 import itertools
+import json
 import os
 import pwd
 import secrets
@@ -32,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -339,6 +341,26 @@ class Server:
     def health(self) -> httpx.Response:
         with self.client(timeout=5) as client:
             return client.get("/health")
+
+    @property
+    def log_path(self) -> Path:
+        """Where `run_server` writes the service's stdout and stderr."""
+        return self.work_root.parent / f"server-{self.url.rsplit(':', 1)[1]}.log"
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """Every line of the service's log, parsed: each must be one JSON object."""
+        return [json.loads(line) for line in self.log_path.read_text().splitlines()]
+
+    def wait_for_log(self, found: Callable[[dict[str, Any]], bool],
+                     timeout_s: float = 5) -> list[dict[str, Any]]:
+        """The log lines `found` accepts, once there is one (an access line is written when
+        the reply has been sent: it may come a moment after the reply)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lines = [line for line in self.log_lines() if found(line)]
+            if lines or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
 
 
 def user_env(user: ServiceUser, settings: Mapping[str, str]) -> dict[str, str]:

@@ -24,3 +24,18 @@ def test_invented_methods_share_one_label_value(server: Server) -> None:
     # Standard methods keep their own value.
     assert sample(after, "sandbox_request_duration_seconds_count", method="DELETE",
                   route="/health", status="405") >= 1
+
+
+def test_unknown_paths_share_one_route_value(server: Server) -> None:
+    paths = [f"/invented/{i}/path" for i in range(20)] + ["/%FF%FE", "/api/v2/nope"]
+    before = get_metrics(server)
+    with server.client() as client:
+        for path in paths:
+            assert client.get(path).status_code == 404
+    after = get_metrics(server)
+    assert "invented" not in after and "nope" not in after
+    grown = (sample(after, "sandbox_request_duration_seconds_count", method="GET",
+                    route="unmatched", status="404")
+             - sample(before, "sandbox_request_duration_seconds_count", method="GET",
+                      route="unmatched", status="404"))
+    assert grown == len(paths)

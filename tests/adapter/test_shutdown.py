@@ -4,7 +4,6 @@ the service exits 0 and leaves no process and no file. Every log line is JSON.""
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import shutil
 import signal
 import time
@@ -78,9 +77,7 @@ def test_every_log_line_is_json(work_root: Path) -> None:
     with run_server(work_root) as server:
         server.post("/python/execute", {"properties": {"code": "print(1)"}})
         assert stopped(server, 20) == 0
-    lines = (work_root.parent / f"server-{server.url.rsplit(':', 1)[1]}.log").read_text() \
-        .splitlines()
-    parsed = [json.loads(line) for line in lines]
+    parsed = server.log_lines()
     assert any(line.get("event") == "startup" for line in parsed)
     assert any(line.get("event") == "shutdown" for line in parsed)
     assert any(line.get("logger") == "uvicorn.error" for line in parsed)
