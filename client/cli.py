@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import check, grade
+from .endpoint import EndpointAction
 
 COMMANDS = ("check", "grade")
 
@@ -15,7 +16,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "check", help="run the deployment check against a service",
         description="Runs a short suite of real requests against a service and explains each "
                     "failure; exits 1 if any check fails.")
-    checker.add_argument("--endpoint", required=True,
+    checker.add_argument("--endpoint", required=True, action=EndpointAction,
                          help="the service's base URL (http://localhost:8080), or a session "
                               "pool's management endpoint")
     checker.add_argument("--token", help="bearer token sent as Authorization (a pool needs one: "
@@ -31,7 +32,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     grader.add_argument("source", metavar="SOURCE", help="the program's source file")
     grader.add_argument("--tests", required=True, metavar="DIR_OR_FILE",
                         help="a folder of NAME.in/NAME.out pairs, or a JSON file of cases")
-    grader.add_argument("--endpoint", default=grade.DEFAULT_ENDPOINT,
+    grader.add_argument("--endpoint", default=grade.DEFAULT_ENDPOINT, action=EndpointAction,
                         help="the service's base URL (default %(default)s)")
     grader.add_argument("--language",
                         help="a runtime name or alias (default: from SOURCE's suffix)")

@@ -14,7 +14,7 @@ import pytest
 from client.grade import natural_key
 
 from ..utils import REPO, Server, assert_nothing_left, free_port
-from .test_check import Fake, fake_server
+from .test_check import JSON, Fake, fake_server
 
 SUM_PY = "a, b = map(int, input().split())\nprint(a + b)\n"
 SUM_CPP = ('#include <iostream>\nint main(){ long a, b; std::cin >> a >> b; '
@@ -99,6 +99,16 @@ def test_a_compile_error_shows_the_compiler_and_fails_every_case(server: Server,
                                         "graded 3/3 cases"]
 
 
+def test_a_request_without_answer_names_its_url(tmp_path: Path, tests_dir: Path) -> None:
+    source = tmp_path / "sum.py"
+    source.write_text(SUM_PY)
+    with fake_server(Fake(0, JSON, b"")) as url:
+        done = grade(source, tests_dir, "--endpoint", url, "--language", "python")
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (
+        2, (f"sandbox-service grade: POST {url}/batch failed: RemoteProtocolError: Server "
+           "disconnected without sending a response."))
+
+
 def test_json_joins_the_chunks_into_one_reply(server: Server, tmp_path: Path) -> None:
     source = tmp_path / "echo.py"
     source.write_text("print(input())\n")
@@ -144,7 +154,8 @@ def test_grading_impossible_is_exit_2(server: Server, tmp_path: Path, tests_dir:
     source.write_text(SUM_PY)
     closed = f"http://127.0.0.1:{free_port()}"
     done = grade(source, tests_dir, "--endpoint", closed)
-    assert done.returncode == 2 and "ConnectError" in done.stderr
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (
+        2, f"sandbox-service grade: cannot reach {closed}: connection refused")
     (tmp_path / "empty").mkdir()
     done = grade(source, tmp_path / "empty", "--endpoint", closed)
     assert (done.returncode, done.stderr.strip()) == (
