@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from . import check, grade
 from .endpoint import EndpointAction
 
 COMMANDS = ("check", "grade")
+# Binary multiples, as memory limits are usually given: 256M is 256 MiB.
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def byte_size(text: str) -> int:
+    """`--memory`'s argument in bytes: plain bytes, or a number with K, M or G (binary:
+    `256M` is 268435456)."""
+    match = re.fullmatch(r"(\d+)([KMG]?)", text.strip().upper())
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: give bytes, or a number with K, M or G (512K, 256M, 1G)")
+    return int(match.group(1)) * SIZE_UNITS[match.group(2)]
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,8 +57,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="wall-clock limit of every case, seconds")
     grader.add_argument("--cpu-time", type=float, metavar="S",
                         help="CPU-time limit of every case, seconds")
-    grader.add_argument("--memory", type=int, metavar="BYTES",
-                        help="address-space limit of every case's processes, bytes")
+    grader.add_argument("--memory", type=byte_size, metavar="SIZE",
+                        help="memory limit of every case: bytes, or with K, M or G (256M)")
     grader.add_argument("--timeout", type=float, default=grade.DEFAULT_TIMEOUT_S,
                         help="seconds to wait for each answer (default %(default)s)")
     grader.add_argument("--checker", metavar="KIND",

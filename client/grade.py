@@ -176,13 +176,15 @@ def grade(client: httpx.Client, source: Path, language: str, tests: Tests, chunk
         answer = post_batch(client, {**base, "cases": chunk}, start)
         reply = reply or answer
         cases += answer["cases"]
-        progress(len(cases), total)
-        if answer.get("compile") and answer["compile"].get("outcome") != "ok":
+        failed_compile = answer.get("compile") and answer["compile"].get("outcome") != "ok"
+        if failed_compile:
             # Every further case would fail to compile the same way.
             cases += [{"name": case.get("name") if isinstance(case, dict) else None,
                        "verdict": "compile_error", "detail": None}
                       for case in tests.cases[len(cases):]]
-            progress(total, total)
+        # Once per chunk, after the cases a compile error settles: the last count only once.
+        progress(len(cases), total)
+        if failed_compile:
             break
     assert reply is not None
     for index, case in enumerate(cases):
