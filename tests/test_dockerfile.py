@@ -245,7 +245,8 @@ def test_the_image_listens_on_port_8080() -> None:
 
 
 def test_tini_is_pid_1_and_the_service_its_child() -> None:
-    assert image_command() == ["tini", "--", "sandbox-service"]
+    # `serve` by name: a bare `sandbox-service` prints its help and exits.
+    assert image_command() == ["tini", "--", "sandbox-service", "serve"]
     assert not of("USER"), "the service must be root to give each run a uid of its own"
 
 
@@ -260,10 +261,10 @@ def test_the_healthcheck_asks_health_on_port() -> None:
 
 def test_local_argv_maps_tini_and_bare_names(tmp_path: Path) -> None:
     tini = [str(TINI), "--"] if TINI.exists() else []
-    assert local_argv(["tini", "--", "sandbox-service"], tmp_path) == [
-        *tini, str(tmp_path / "sandbox-service")]
-    assert local_argv(["python", "-m", "adapter"], tmp_path) == [
-        str(tmp_path / "python"), "-m", "adapter"]
+    assert local_argv(["tini", "--", "sandbox-service", "serve"], tmp_path) == [
+        *tini, str(tmp_path / "sandbox-service"), "serve"]
+    assert local_argv(["python", "-m", "adapter", "serve"], tmp_path) == [
+        str(tmp_path / "python"), "-m", "adapter", "serve"]
 
 
 # ---- the service as the image installs it --------------------------------------------------------
