@@ -1,10 +1,14 @@
-"""`python -m adapter [--host H] [--port P]`: serve on HOST:PORT (default 0.0.0.0:8080).
+"""`sandbox-service <command>` (`python -m adapter` is the same):
 
-`python -m adapter check --endpoint URL [--token T] [--identifier ID]`: run the deployment
-check against a running service or a session pool's endpoint.
+  sandbox-service serve [--host H] [--port P]
+      serve on HOST:PORT (default 0.0.0.0:8080; env HOST and PORT)
+  sandbox-service check --endpoint URL [--token T] [--identifier ID]
+      run the deployment check against a running service or a session pool's endpoint
+  sandbox-service grade SOURCE --tests DIR_OR_FILE [--endpoint URL] [--language L] [--json]
+      grade a program against test cases on a running service
+  sandbox-service --version
 
-`python -m adapter grade SOURCE --tests DIR_OR_FILE [--endpoint URL] [--language L] [--json]`:
-grade a program against test cases on a running service.
+`sandbox-service <command> --help` describes each command.
 """
 
 from __future__ import annotations
@@ -17,13 +21,24 @@ from typing import NoReturn
 
 import client
 
+from .version import VERSION
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sandbox-service", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", help="address to listen on (env HOST, default 0.0.0.0)")
-    parser.add_argument("--port", type=int, help="port to listen on (env PORT, default 8080)")
-    commands = parser.add_subparsers(dest="command", metavar="{check,grade}")
+    parser.add_argument("--version", action="version", version=f"sandbox-service {VERSION}")
+    # `--host`/`--port` before any command once meant "serve": still accepted, so that such a
+    # command line gets a usage error naming `serve` (see main) rather than "unrecognized".
+    parser.add_argument("--host", dest="bare_host", help=argparse.SUPPRESS)
+    parser.add_argument("--port", dest="bare_port", help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="<command>")
+    server = commands.add_parser(
+        "serve", help="serve the API on HOST:PORT",
+        description="Serves the API on HOST:PORT until SIGTERM or SIGINT (settings: "
+                    "environment variables, docs/operating.md).")
+    server.add_argument("--host", help="address to listen on (env HOST, default 0.0.0.0)")
+    server.add_argument("--port", type=int, help="port to listen on (env PORT, default 8080)")
     client.add_commands(commands)
     return parser
 
@@ -62,7 +77,17 @@ def exit_stopped(signum: int, frame: FrameType | None) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = build_parser().parse_args(argv)
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    if options.bare_host is not None or options.bare_port is not None:
+        # Serving is never implied: a bare command line must not open a public port.
+        given = " ".join(f"--{name} {value}" for name, value in
+                         (("host", options.bare_host), ("port", options.bare_port))
+                         if value is not None)
+        parser.error(f"to serve, name the command: sandbox-service serve {given}")
+    if options.command is None:
+        parser.print_help()
+        return 0
     if options.command in client.COMMANDS:
         return client.run(options)
     return serve(options)

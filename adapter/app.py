@@ -22,8 +22,9 @@ from . import routes, status_api
 from .access_log import AccessLog
 from .errors import BadRequest, MethodNotAllowed, NotFound, ServiceError
 from .judge0.api import Judge0
-from .service import VERSION, Service
+from .service import Service
 from .settings import Settings
+from .version import VERSION
 
 log = logging.getLogger("adapter")
 

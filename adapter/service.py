@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -34,11 +33,6 @@ from .sessions import Sessions
 from .settings import Settings, SettingsError
 
 log = logging.getLogger("adapter")
-
-try:
-    VERSION = importlib.metadata.version("sandbox-service")
-except importlib.metadata.PackageNotFoundError:  # running from a source checkout
-    VERSION = "0.1.0"
 
 
 @dataclass

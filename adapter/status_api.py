@@ -10,7 +10,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from runtimes import Status, WarmStatus
 
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .service import VERSION, Service, service_of
+from .service import Service, service_of
+from .version import VERSION
 
 
 async def status(request: Request) -> Response:

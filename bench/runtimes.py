@@ -4,11 +4,12 @@ sandbox, measured in the same run.
 
     .venv/bin/python bench/runtimes.py [--runs N] [--only c,java]
 
-It starts `python -m adapter` on a free port with a fresh work root and a compile cache of its
-own, waits for /health, then for each runtime and round sends a hello that no earlier round
-sent (a comment of its own) to POST /{language}/execute, twice. The bare figure is the runtime's
-own compile and run argv (its flags, limits turned into heap flags as the service does) in a
-temporary folder, without launcher, confinement or HTTP. Prints the median (p50) of each.
+It starts `python -m adapter serve` on a free port with a fresh work root and a compile cache
+of its own, waits for /health, then for each runtime and round sends a hello that no earlier
+round sent (a comment of its own) to POST /{language}/execute, twice. The bare figure is the
+runtime's own compile and run argv (its flags, limits turned into heap flags as the service
+does) in a temporary folder, without launcher, confinement or HTTP. Prints the median (p50) of
+each.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def serve(parent: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
            "SANDBOX_WORK_ROOT": str(parent / "work"), "SANDBOX_LOG_LEVEL": "warning",
            "SANDBOX_COMPILE_CACHE_DIR": str(parent / "compiled")}
-    process = subprocess.Popen([sys.executable, "-m", "adapter"], cwd=REPO, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "adapter", "serve"], cwd=REPO, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

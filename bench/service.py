@@ -24,14 +24,14 @@ def free_port() -> int:
 
 def start_service(work: Path, env: Mapping[str, str] | None = None,
                   cgroup: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m adapter` on a free port with its work root in `work`, once /health is 200;
-    a long waiting line, so that concurrency figures measure runs, not 503s. `cgroup`: a
+    """`python -m adapter serve` on a free port with its work root in `work`, once /health is
+    200; a long waiting line, so that concurrency figures measure runs, not 503s. `cgroup`: a
     memory cgroup the service moves itself into first."""
     port = free_port()
     full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
                 "SANDBOX_WORK_ROOT": str(work / "runs"), "SANDBOX_LOG_LEVEL": "warning",
                 "SANDBOX_MAX_QUEUED_RUNS": "1000", **(env or {})}
-    argv = [sys.executable, "-m", "adapter"]
+    argv = [sys.executable, "-m", "adapter", "serve"]
     if cgroup is not None:
         argv = ["/bin/sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh", *argv]
     proc = subprocess.Popen(argv, cwd=REPO, env=full_env,

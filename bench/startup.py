@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/startup.py [--runs N]
 
-Each round starts `python -m adapter` on a free port with a fresh work root and polls
+Each round starts `python -m adapter serve` on a free port with a fresh work root and polls
 /health every 5 ms; it prints the median and max of: the port answering at all (imports,
 layer probes, runtime versions) and /health answering 200 (the self-tests: a Python program and
 a C++ compile and run through the whole sandbox). The floor is `python -c "import adapter"`.
@@ -40,7 +40,7 @@ def one_start() -> tuple[float, float]:
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
            "SANDBOX_WORK_ROOT": str(parent / "work"), "SANDBOX_LOG_LEVEL": "warning"}
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "adapter"], cwd=REPO, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "adapter", "serve"], cwd=REPO, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     answered = 0.0
     try:

@@ -5,9 +5,13 @@ Points at a local container (`http://localhost:8080`) or at a session pool's man
 all of them reach the same session. One line per check, PASS or FAIL with its duration; a
 failure says what happened and, for the usual deployment mistakes, what it means:
 
-    FAIL  health                     1 ms  GET /health: connection refused by localhost:8080
-          why: nothing is listening there: a wrong port, or the container is not started (...)
+    FAIL  health                     1 ms  GET /health answered 404: {"message":"Not Found"}
+          why: the request never reached this service: a wrong image, a wrong target port, (...)
     SKIP  status, python print, ...: every request would fail the same way
+
+An endpoint that cannot be reached at all ends the check with one line on stderr instead
+(`cannot reach http://localhost:8080: connection refused`). Exit status: 0 when every check
+passed, 1 when one did not or the endpoint cannot be reached, 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -22,20 +26,16 @@ from typing import Any
 
 import httpx
 
+from .endpoint import UNREACHABLE, unreachable
+
 API_VERSION = "2024-02-02-preview"
 DEFAULT_TIMEOUT_S = 60.0
-DEFAULT_PORTS = {"http": 80, "https": 443}
 DEFAULT_OUTPUT_CAP = 1048576  # a run's output cap unless its request asks for another
 PISTON_SEED = {"language": "python", "version": "*", "files": [{"content": "print(42)"}]}
 # Layers whose inactivity is by design: each watchdog is off exactly when the kernel bounds
 # the same (a tmpfs the disk, a cgroup the memory).
 QUIET_LAYERS = {"disk_watchdog", "memory_watchdog"}
 
-REFUSED = ("nothing is listening there: a wrong port, or the container is not started "
-           "(docker ps; docker logs <container>)")
-UNREACHABLE = ("the endpoint cannot be reached: check its host name (a pool's is its management "
-               "endpoint: az containerapp sessionpool show --query "
-               "properties.poolManagementEndpoint)")
 TIMED_OUT = ("no answer in time: the service is stuck or overloaded, or a pool is still starting "
              "a session; try again, or raise --timeout")
 BROKEN = ("the connection broke before an answer: the service may have crashed or restarted "
@@ -55,7 +55,7 @@ FOREIGN_REPLY = "the answer is not in this service's format: is this endpoint se
 
 class CheckFailed(Exception):
     """A check's failure: what happened, what it usually means, and whether any other request
-    could fare better (`fatal`: the service cannot be reached at all)."""
+    could fare better (`fatal`: every request would fail the same way)."""
 
     def __init__(self, reason: str, explanation: str | None = None, fatal: bool = False) -> None:
         super().__init__(reason)
@@ -154,33 +154,15 @@ def properties_of(response: httpx.Response) -> dict[str, Any]:
 
 
 def transport_failure(exc: httpx.TransportError) -> CheckFailed:
-    """The failure for a request that got no answer at all, explained."""
+    """The failure for a request that was sent but got no answer, explained (one that could
+    not connect ends the suite instead: see main)."""
     try:
-        where, host = describe(exc.request), address(exc.request.url)
+        where = describe(exc.request)
     except RuntimeError:  # raised before there was a request
-        where, host = "the request", "the endpoint"
-    if isinstance(exc, httpx.ConnectError):
-        if caused_by(exc, ConnectionRefusedError) or "refused" in str(exc).lower():
-            return CheckFailed(f"{where}: connection refused by {host}", REFUSED, fatal=True)
-        return CheckFailed(f"{where}: cannot connect to {host}: {exc}", UNREACHABLE, fatal=True)
-    if isinstance(exc, httpx.ConnectTimeout):
-        return CheckFailed(f"{where}: no connection to {host} in time", TIMED_OUT, fatal=True)
+        where = "the request"
     if isinstance(exc, httpx.TimeoutException):
         return CheckFailed(f"{where}: no answer in time", TIMED_OUT)
     return CheckFailed(f"{where}: {type(exc).__name__}: {exc}", BROKEN)
-
-
-def address(url: httpx.URL) -> str:
-    return f"{url.host}:{url.port or DEFAULT_PORTS.get(url.scheme, '')}"
-
-
-def caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def execute(client: httpx.Client, language: str, code: str, **properties: Any
@@ -308,6 +290,8 @@ def run_check(name: str, check: Check, client: httpx.Client) -> Result:
     try:
         try:
             passed = check(client)
+        except UNREACHABLE:
+            raise
         except httpx.TransportError as exc:
             raise transport_failure(exc) from exc
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
@@ -373,7 +357,13 @@ def main(endpoint: str, token: str | None = None, identifier: str | None = None,
     identifier = identifier or f"check-{secrets.token_hex(6)}"
     print(f"checking {endpoint} (identifier {identifier}, api-version {API_VERSION})")
     with make_client(endpoint, token, identifier, timeout_s) as client:
-        results = run_checks(client)
+        try:
+            results = run_checks(client)
+        except UNREACHABLE as exc:
+            # No request can fare better: one line, rather than a failure for every check.
+            sys.stdout.flush()
+            print(f"sandbox-service check: {unreachable(endpoint, exc)}", file=sys.stderr)
+            return 1
     print(summarize(results, len(CHECKS)))
     sys.stdout.flush()
     return 0 if len(results) == len(CHECKS) and all(r.passed for r in results) else 1

@@ -28,6 +28,8 @@ from typing import Any, TextIO
 
 import httpx
 
+from .endpoint import UNREACHABLE, unreachable
+
 DEFAULT_ENDPOINT = "http://localhost:8080"
 DEFAULT_CHUNK_CASES = 25
 DEFAULT_TIMEOUT_S = 600.0
@@ -105,7 +107,7 @@ def runtimes_of(client: httpx.Client) -> list[dict[str, Any]]:
     try:
         response = client.get("/")
     except httpx.TransportError as exc:
-        raise GradeError(f"GET {client.base_url} failed: {type(exc).__name__}: {exc}") from None
+        raise transport_error(client, exc) from None
     if response.status_code != 200:
         raise GradeError(f"GET / answered {response.status_code}: {message_of(response)}")
     try:
@@ -130,13 +132,20 @@ def message_of(response: httpx.Response) -> str:
     return str(body.get("message", body)) if isinstance(body, dict) else str(body)[:200]
 
 
+def transport_error(client: httpx.Client, exc: httpx.TransportError) -> GradeError:
+    """The error for a request that got no answer, naming the URL it went to."""
+    if isinstance(exc, UNREACHABLE):
+        return GradeError(unreachable(str(client.base_url), exc))
+    return GradeError(f"{exc.request.method} {exc.request.url} failed: "
+                      f"{type(exc).__name__}: {exc}")
+
+
 def post_batch(client: httpx.Client, body: dict[str, Any], first: int) -> dict[str, Any]:
     """One chunk's reply; `first` is the position of its first case among all of them."""
     try:
         response = client.post("/batch", json=body)
     except httpx.TransportError as exc:
-        raise GradeError(f"POST {client.base_url}batch failed: {type(exc).__name__}: {exc}"
-                         ) from None
+        raise transport_error(client, exc) from None
     if response.status_code != 200:
         # A message names a case by its place in the chunk (cases[2]); say where that is.
         where = f" (cases[0] is case {first + 1})" if first else ""
@@ -167,13 +176,15 @@ def grade(client: httpx.Client, source: Path, language: str, tests: Tests, chunk
         answer = post_batch(client, {**base, "cases": chunk}, start)
         reply = reply or answer
         cases += answer["cases"]
-        progress(len(cases), total)
-        if answer.get("compile") and answer["compile"].get("outcome") != "ok":
+        failed_compile = answer.get("compile") and answer["compile"].get("outcome") != "ok"
+        if failed_compile:
             # Every further case would fail to compile the same way.
             cases += [{"name": case.get("name") if isinstance(case, dict) else None,
                        "verdict": "compile_error", "detail": None}
                       for case in tests.cases[len(cases):]]
-            progress(total, total)
+        # Once per chunk, after the cases a compile error settles: the last count only once.
+        progress(len(cases), total)
+        if failed_compile:
             break
     assert reply is not None
     for index, case in enumerate(cases):

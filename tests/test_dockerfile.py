@@ -246,12 +246,15 @@ def test_the_image_listens_on_port_8080() -> None:
 
 
 def test_tini_is_pid_1_and_the_service_its_child() -> None:
-    assert image_command() == ["tini", "--", "sandbox-service"]
+    # `serve` by name: a bare `sandbox-service` prints its help and exits.
+    assert image_command() == ["tini", "--", "sandbox-service", "serve"]
     assert not of("USER"), "the service must be root to give each run a uid of its own"
 
 
 def test_the_healthcheck_asks_health_on_port() -> None:
     argv = healthcheck_command()
+    # The image has no curl or wget: its Python (of the python:3.11 base, and the service's
+    # environment first on PATH) asks.
     assert argv[0] == "python" and "/health" in argv[-1] and "PORT" in argv[-1]
     # Nothing listening: the check must fail, not hang or pass.
     done = subprocess.run([sys.executable, *argv[1:]], env={"PORT": str(free_port())},
@@ -259,12 +262,20 @@ def test_the_healthcheck_asks_health_on_port() -> None:
     assert done.returncode != 0
 
 
+@pytest.mark.parametrize("document", [DOCKERFILE, REPO / "docs" / "operating.md"])
+def test_podman_and_buildah_builds_keep_the_healthcheck(document: Path) -> None:
+    # Their default, the OCI format, has no HEALTHCHECK: they drop it unless told otherwise.
+    text = " ".join(document.read_text().replace("#", " ").split())
+    assert "podman build --format docker -f Dockerfile.session" in text
+    assert "buildah bud --format docker -f Dockerfile.session" in text
+
+
 def test_local_argv_maps_tini_and_bare_names(tmp_path: Path) -> None:
     tini = [str(TINI), "--"] if TINI.exists() else []
-    assert local_argv(["tini", "--", "sandbox-service"], tmp_path) == [
-        *tini, str(tmp_path / "sandbox-service")]
-    assert local_argv(["python", "-m", "adapter"], tmp_path) == [
-        str(tmp_path / "python"), "-m", "adapter"]
+    assert local_argv(["tini", "--", "sandbox-service", "serve"], tmp_path) == [
+        *tini, str(tmp_path / "sandbox-service"), "serve"]
+    assert local_argv(["python", "-m", "adapter", "serve"], tmp_path) == [
+        str(tmp_path / "python"), "-m", "adapter", "serve"]
 
 
 # ---- the service as the image installs it --------------------------------------------------------

@@ -14,6 +14,8 @@ from runtimes import load_runtimes
 from .utils import REPO
 
 SERVER = {"adapter", "runtimes", "sandbox", "starlette", "uvicorn"}
+# The modules of `adapter` that the command line loads whatever the command: none of the server.
+COMMAND_LINE = {"adapter", "adapter.__main__", "adapter.version"}
 FORBIDDEN = {"sandbox": {"runtimes", "adapter", "starlette", "uvicorn"},
              "runtimes": {"adapter", "starlette", "uvicorn"},
              "client": SERVER}
@@ -65,7 +67,21 @@ def test_the_client_commands_start_without_the_server(argv: list[str]) -> None:
     probe = ("import sys\nfrom adapter.__main__ import build_parser\n"
              f"build_parser().parse_args({argv!r})\n"
              f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(SERVER)!r}\n"
-             "             and m not in ('adapter', 'adapter.__main__')))")
+             f"             and m not in {sorted(COMMAND_LINE)!r}))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv", [["--version"], [], ["serve", "--help"], ["--port", "1"]])
+def test_version_help_and_usage_errors_start_without_the_server(argv: list[str]) -> None:
+    # What answers without serving must not load the server either (nor start it).
+    probe = ("import contextlib, io, sys\nfrom adapter.__main__ import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()), "
+             "contextlib.redirect_stderr(io.StringIO()):\n"
+             f"    try:\n        main({argv!r})\n    except SystemExit:\n        pass\n"
+             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(SERVER)!r}\n"
+             f"             and m not in {sorted(COMMAND_LINE)!r}))")
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
                           text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"

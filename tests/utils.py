@@ -415,12 +415,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def serve(env: Mapping[str, str] | None = None, *, user: ServiceUser | None = None,
-          python: str = sys.executable, cgroup: Path | None = None) -> Iterator[Server]:
+          python: str = sys.executable, cgroup: Path | None = None,
+          listen_flags: bool = False) -> Iterator[Server]:
     """`run_server` in a work root of its own (made for `user` when given), removed afterwards
     with the server's log."""
     root = make_work_root(owner=user)
     try:
-        with run_server(root, env, user=user, python=python, cgroup=cgroup) as server:
+        with run_server(root, env, user=user, python=python, cgroup=cgroup,
+                        listen_flags=listen_flags) as server:
             yield server
     finally:
         shutil.rmtree(root.parent, ignore_errors=True)
@@ -429,14 +431,16 @@ def serve(env: Mapping[str, str] | None = None, *, user: ServiceUser | None = No
 @contextmanager
 def run_server(work_root: Path, env: Mapping[str, str] | None = None, *,
                user: ServiceUser | None = None, python: str = sys.executable,
-               cgroup: Path | None = None) -> Iterator[Server]:
-    """`python -m adapter` on a free port, until /health answers 200; killed afterwards.
+               cgroup: Path | None = None, listen_flags: bool = False) -> Iterator[Server]:
+    """`python -m adapter serve` on a free port, until /health answers 200; killed afterwards.
 
     As the tests' own user by default (root: runs get uids of a slice of this session's block);
     as `user` with its uid and gid and no supplementary groups when given, from `python`.
-    `cgroup`: a v1 memory cgroup (see `memory_cgroup`) the service starts in."""
+    `cgroup`: a v1 memory cgroup (see `memory_cgroup`) the service starts in. `listen_flags`:
+    the address as `--host` and `--port` rather than HOST and PORT (which `env` may then set)."""
     port = free_port()
-    settings = {"HOST": "127.0.0.1", "PORT": str(port), "SANDBOX_WORK_ROOT": str(work_root)}
+    listen = {"HOST": "127.0.0.1", "PORT": str(port)}
+    settings = {"SANDBOX_WORK_ROOT": str(work_root), **({} if listen_flags else listen)}
     run_uids = range(0)
     if user is None:
         uid = os.geteuid()
@@ -455,7 +459,9 @@ def run_server(work_root: Path, env: Mapping[str, str] | None = None, *,
     log_path = work_root.parent / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115
     started = time.time()
-    argv = [python, "-m", "adapter"]
+    argv = [python, "-m", "adapter", "serve"]
+    if listen_flags:
+        argv += ["--host", listen["HOST"], "--port", listen["PORT"]]
     if cgroup is not None:
         # The service moves itself in before it starts: everything it and its runs hold is
         # charged there.

@@ -22,8 +22,6 @@ from ..utils import REPO, Server, free_port
 
 CHECK_NAMES = [name for name, _ in CHECKS]
 NOT_RUN = ("SKIP  " + ", ".join(CHECK_NAMES[1:]) + ": every request would fail the same way")
-REFUSED = ("      why: nothing is listening there: a wrong port, or the container is not started "
-           "(docker ps; docker logs <container>)")
 NOT_REACHED = ("      why: the request never reached this service: a wrong image, a wrong target "
                "port, or a path the pool does not forward (a pool also answers 404 when it has no "
                "session left to give: max-sessions)")
@@ -62,28 +60,52 @@ def test_every_check_passes_against_the_service(server: Server) -> None:
     assert lines[-1] == f"OK: all {len(CHECKS)} checks passed"
 
 
-def test_a_closed_port_is_explained_and_stops_the_suite() -> None:
+def test_a_closed_port_ends_the_check_with_one_line() -> None:
     port = free_port()
-    done = run_check(f"http://127.0.0.1:{port}")
+    done = run_check(f"http://127.0.0.1:{port}/", "--identifier", "check-test-0")
     assert done.returncode == 1
-    lines = done.stdout.splitlines()
-    assert results(done.stdout) == [
-        ("FAIL", "health", f"GET /health: connection refused by 127.0.0.1:{port}")]
-    assert lines[2:] == [REFUSED, NOT_RUN, f"FAILED: 1 of {len(CHECKS)} checks failed, 8 not run"]
+    # No check can fare better than the first: no result per check, one reason.
+    assert done.stdout.splitlines() == [(f"checking http://127.0.0.1:{port}/ (identifier "
+                                        f"check-test-0, api-version {API_VERSION})")]
+    assert done.stderr.splitlines() == [
+        f"sandbox-service check: cannot reach http://127.0.0.1:{port}: connection refused"]
+
+
+@pytest.mark.parametrize(("command", "endpoint", "message"), [
+    ("check", "127.0.0.1:8080",
+     "--endpoint must start with http:// or https:// (got '127.0.0.1:8080')"),
+    ("check", "localhost:8080/",
+     "--endpoint must start with http:// or https:// (got 'localhost:8080/')"),
+    ("check", "ftp://localhost", ("--endpoint must start with http:// or https:// (got "
+                                 "'ftp://localhost')")),
+    ("check", "http://", "--endpoint has no host (got 'http://')"),
+    ("grade", "127.0.0.1:8080",
+     "--endpoint must start with http:// or https:// (got '127.0.0.1:8080')"),
+])
+def test_an_endpoint_that_is_not_a_url_is_a_usage_error(command: str, endpoint: str,
+                                                         message: str) -> None:
+    arguments = {"check": [], "grade": ["main.py", "--tests", "cases"]}[command]
+    done = subprocess.run([sys.executable, "-m", "adapter", command, *arguments, "--endpoint",
+                           endpoint], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          check=False)
+    # Exit 2 before any request: not a failed check for each of the suite's requests.
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines()[-1] == f"sandbox-service {command}: error: {message}"
 
 
 # ---- fake servers --------------------------------------------------------------------------------
 
 @dataclass
 class Fake:
-    """What a fake server answers (to everything, or per path in `paths`), and the requests it
-    saw."""
+    """What a fake server answers (to everything, or per path in `paths`; status 0: it closes
+    the connection without an answer), and the requests it saw, with their bodies."""
 
     status: int
     content_type: str
     body: bytes
     paths: dict[str, tuple[int, str, bytes]] = field(default_factory=dict)
     seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
 
     def answer(self, path: str) -> tuple[int, str, bytes]:
         return self.paths.get(urlsplit(path).path, (self.status, self.content_type, self.body))
@@ -93,9 +115,12 @@ class Fake:
 def fake_server(fake: Fake) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def answer(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            fake.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
             fake.seen.append((self.command, self.path, dict(self.headers.items())))
             status, content_type, body = fake.answer(self.path)
+            if status == 0:
+                self.close_connection = True
+                return
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from client.grade import natural_key
 
 from ..utils import REPO, Server, assert_nothing_left, free_port
-from .test_check import Fake, fake_server
+from .test_check import JSON, Fake, fake_server
 
 SUM_PY = "a, b = map(int, input().split())\nprint(a + b)\n"
 SUM_CPP = ('#include <iostream>\nint main(){ long a, b; std::cin >> a >> b; '
@@ -83,20 +84,128 @@ def test_failures_are_exit_1_with_their_verdicts(server: Server, tmp_path: Path,
     assert done.stdout.splitlines()[-1] == "FAILED: 2 accepted, 1 wrong_answer of 3 cases"
 
 
+def grade_on_terminal(source: Path, tests: Path, *options: str) -> tuple[int, str, str]:
+    """`grade` with its stderr a terminal (a pseudo-terminal's): exit status, stdout and what
+    the terminal showed."""
+    terminal, stderr = os.openpty()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "adapter", "grade", str(source),
+                                    "--tests", str(tests), *options], cwd=REPO,
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True)
+        os.close(stderr)
+        stdout, _ = process.communicate(timeout=300)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # EIO: the program's end of the terminal is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(terminal)
+    return process.returncode, stdout, shown.decode()
+
+
 @pytest.mark.gxx
+@pytest.mark.parametrize("chunk", ["1", "25"])
 def test_a_compile_error_shows_the_compiler_and_fails_every_case(server: Server, tmp_path: Path,
-                                                                 tests_dir: Path) -> None:
+                                                                 tests_dir: Path,
+                                                                 chunk: str) -> None:
     source = tmp_path / "broken.cc"
     source.write_text(f"// {secrets.token_hex(8)}\nint main() {{ return undeclared; }}\n")
-    done = grade(source, tests_dir, "--endpoint", server.url, "--chunk", "1")
+    done = grade(source, tests_dir, "--endpoint", server.url, "--chunk", chunk)
     assert done.returncode == 1
     lines = done.stdout.splitlines()
     assert lines[0].startswith("compile: nonzero_exit in ")
     assert "undeclared" in done.stdout
     assert lines[-1] == "FAILED: 3 compile_error of 3 cases"
-    # Nothing more is sent after the first chunk's compile failed.
-    assert done.stderr.splitlines() == ["graded 0/3 cases", "graded 1/3 cases",
-                                        "graded 3/3 cases"]
+    assert done.stdout.count("FAILED") == 1
+    # Nothing more is sent after the first chunk's compile failed, and the last count shows
+    # once whichever chunk settled every case.
+    assert done.stderr.splitlines() == ["graded 0/3 cases", "graded 3/3 cases"]
+
+
+@pytest.mark.gxx
+def test_on_a_terminal_the_bar_ends_once(server: Server, tmp_path: Path,
+                                         tests_dir: Path) -> None:
+    source = tmp_path / "broken.cc"
+    source.write_text(f"// {secrets.token_hex(8)}\nint main() {{ return undeclared; }}\n")
+    status, stdout, shown = grade_on_terminal(source, tests_dir, "--endpoint", server.url)
+    assert status == 1
+    assert stdout.splitlines()[-1] == "FAILED: 3 compile_error of 3 cases"
+    assert stdout.count("FAILED") == 1
+    # Redrawn in place (\r), finished with one newline (the terminal shows it as \r\n).
+    assert shown == (f"\r[{'.' * 30}] 0/3 cases\r[{'#' * 30}] 3/3 cases\r\n")
+
+
+def test_a_wrong_answer_shows_expected_and_got(server: Server, tmp_path: Path,
+                                               tests_dir: Path) -> None:
+    source = tmp_path / "sum.py"
+    source.write_text(SUM_PY.replace("a + b", "a + b - (a == 10)")
+                      + f"# {secrets.token_hex(8)}\n")
+    done = grade(source, tests_dir, "--endpoint", server.url)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert rows(done.stdout) == [("1", "accepted", None),
+                                 ("2", "wrong_answer", "line 1 differs: expected '6', got '5'"),
+                                 ("10", "accepted", None)]
+    assert done.stdout.splitlines()[-1] == "FAILED: 2 accepted, 1 wrong_answer of 3 cases"
+    assert done.stdout.count("FAILED") == 1
+    assert done.stderr.splitlines() == ["graded 0/3 cases", "graded 3/3 cases"]
+
+
+BATCH_REPLY = {"language": "python", "compile": None,
+               "cases": [{"name": "1", "verdict": "accepted", "detail": None}],
+               "summary": {"total": 1, "accepted": 1}}
+
+
+@pytest.mark.parametrize(("size", "memory_bytes"), [
+    ("1048576", 1048576), ("512K", 512 << 10), ("256M", 256 << 20), ("1G", 1 << 30),
+    ("64m", 64 << 20),
+])
+def test_memory_takes_sizes(tmp_path: Path, size: str, memory_bytes: int) -> None:
+    source = tmp_path / "sum.py"
+    source.write_text(SUM_PY)
+    tests = write_pairs(tmp_path / "tests", {"1": ("2 3\n", "5\n")})
+    fake = Fake(200, JSON, json.dumps(BATCH_REPLY).encode())
+    with fake_server(fake) as url:
+        done = grade(source, tests, "--endpoint", url, "--language", "python",
+                     "--memory", size)
+    assert done.returncode == 0, done.stderr
+    [body] = [json.loads(b) for b in fake.bodies]
+    assert body["limits"] == {"memory_bytes": memory_bytes}
+
+
+@pytest.mark.parametrize("size", ["12X", "1.5G", "0", "", "-1", "256 MB"])
+def test_a_bad_memory_size_is_a_usage_error(tmp_path: Path, size: str) -> None:
+    done = grade(tmp_path / "sum.py", tmp_path / "tests", "--memory", size)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines()[-1] == (
+        f"sandbox-service grade: error: argument --memory: invalid size {size!r}: give bytes, "
+        "or a number with K, M or G (512K, 256M, 1G)")
+
+
+def test_memory_limits_every_case(server: Server, tmp_path: Path) -> None:
+    source = tmp_path / "hog.py"
+    source.write_text(f"# {secrets.token_hex(8)}\nhog = bytearray(200 << 20)\nprint(len(hog))\n")
+    tests = write_pairs(tmp_path / "tests", {"1": ("", f"{200 << 20}\n")})
+    assert rows(grade(source, tests, "--endpoint", server.url, "--memory", "512M").stdout) == [
+        ("1", "accepted", None)]
+    limited = grade(source, tests, "--endpoint", server.url, "--memory", "100M")
+    assert limited.returncode == 1
+    assert rows(limited.stdout)[0][:2] == ("1", "memory_limit")
+    assert_nothing_left(server)
+
+
+def test_a_request_without_answer_names_its_url(tmp_path: Path, tests_dir: Path) -> None:
+    source = tmp_path / "sum.py"
+    source.write_text(SUM_PY)
+    with fake_server(Fake(0, JSON, b"")) as url:
+        done = grade(source, tests_dir, "--endpoint", url, "--language", "python")
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (
+        2, (f"sandbox-service grade: POST {url}/batch failed: RemoteProtocolError: Server "
+           "disconnected without sending a response."))
 
 
 def test_json_joins_the_chunks_into_one_reply(server: Server, tmp_path: Path) -> None:
@@ -144,7 +253,8 @@ def test_grading_impossible_is_exit_2(server: Server, tmp_path: Path, tests_dir:
     source.write_text(SUM_PY)
     closed = f"http://127.0.0.1:{free_port()}"
     done = grade(source, tests_dir, "--endpoint", closed)
-    assert done.returncode == 2 and "ConnectError" in done.stderr
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (
+        2, f"sandbox-service grade: cannot reach {closed}: connection refused")
     (tmp_path / "empty").mkdir()
     done = grade(source, tmp_path / "empty", "--endpoint", closed)
     assert (done.returncode, done.stderr.strip()) == (
