@@ -3,6 +3,9 @@
 Kept next to the wire formats it describes (azure.py, piston.py); adapter.routes pairs each
 operation with its route, so the document has exactly the routes the app serves, and a test
 validates it.
+
+(Longer than the other modules: it is the schemas of every body and reply of three wire
+formats, data rather than logic; Judge0's operations are in adapter.judge0.operations.)
 """
 
 from __future__ import annotations

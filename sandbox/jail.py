@@ -27,7 +27,13 @@ from .names import resolve_inside
 from .process import OutputCallback, Process, RunSpec, launcher_zygote, start, warm_zygote
 from .result import RunResult
 from .warm import WarmInterpreter
-from .workdir import create_workdir, prepare_root, remove_owned, remove_workdir
+from .workdir import (
+    create_workdir,
+    prepare_root,
+    remove_owned,
+    remove_workdir,
+    warm_caches,
+)
 from .zygote import Zygote
 
 # World-writable folders a run may write to when Landlock does not confine it.
@@ -175,8 +181,11 @@ class Sandbox:
             return None
         zygote = self._warm.get(warm)
         if zygote is None:
-            zygote = warm_zygote(warm)
             # If it fails to start, runs start fresh, and each later run tries it again.
+            try:
+                zygote = warm_zygote(warm, warm_caches(self.config.work_root))
+            except OSError:
+                zygote = warm_zygote(warm)
             with contextlib.suppress(OSError):
                 zygote.start()
             weakref.finalize(self, zygote.close)

@@ -59,11 +59,16 @@ def launcher_zygote(python: str) -> Zygote:
     return Zygote(launcher_command(python, "zygote"))
 
 
-def warm_zygote(warm: WarmInterpreter) -> Zygote:
+def warm_zygote(warm: WarmInterpreter, caches: Path | None = None) -> Zygote:
     """The zygote of warm interpreter `warm` (not started yet): the launcher run by the
-    program's own interpreter, options and startup environment."""
+    program's own interpreter, options and startup environment; `caches`: where what it
+    preloads keeps its caches and settings (XDG's folders). A fork's program gets its own
+    environment in full, so none of this reaches it."""
+    env = dict(warm.env)
+    if caches is not None:
+        env |= {"XDG_CACHE_HOME": str(caches), "XDG_CONFIG_HOME": str(caches)}
     return Zygote([*warm.interpreter, LAUNCHER_PATH, PRCTL_DIR, "warm", ",".join(warm.preload)],
-                  dict(warm.env), name="warm interpreter")
+                  env, name="warm interpreter")
 
 
 def run_uid_command(python: str, command: str, uid: int) -> bool:

@@ -13,6 +13,22 @@ from pathlib import Path
 from .mounts import unmount
 
 PREFIX = "run-"
+# The warm interpreters' own folder in the work root, for the caches and settings what they
+# preload writes at import (matplotlib's font list): without one, such a module falls back to
+# a folder of its own in /tmp, left there whenever the interpreter is killed.
+WARM_CACHES = "warm-caches"
+
+
+def warm_caches(root: Path) -> Path:
+    """The warm interpreters' folder (0700, the service's): refused when it is a link or
+    another user's."""
+    folder = root / WARM_CACHES
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise OSError(f"{folder} must be a folder of the service's own user")
+    os.chmod(folder, 0o700)
+    return folder
 
 
 def prepare_root(root: Path) -> None:

@@ -1,8 +1,9 @@
 """A private PostgreSQL server for the tests: Debian's `postgresql` package, run from a
 temporary folder on a free port of 127.0.0.1 for one test session, then stopped and removed.
 
-PostgreSQL refuses to run as root, so as root the server runs as the unprivileged user the
-suite already uses (`sandbox-ci`, else `nobody`); otherwise as the tests' own user. Local
+PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user Debian's
+package makes (else `nobody`), never as the unprivileged service's user: every process of that
+user is taken for a leftover of the service's runs; otherwise as the tests' own user. Local
 connections are trusted: the server listens on loopback and a socket in its own folder only,
 and holds nothing but test data.
 """
@@ -27,8 +28,9 @@ from .utils import IS_ROOT, SERVICE_USER, ServiceUser, find_user, free_port
 # Set to 1 where PostgreSQL must be there (CI): its tests then fail instead of skipping.
 REQUIRE_POSTGRES = "SANDBOX_TEST_REQUIRE_POSTGRES"
 BINARIES = "/usr/lib/postgresql/*/bin"
-# The users the server may run as when the tests are root, in order of preference.
-SERVER_USERS = (SERVICE_USER, "nobody")
+# The users the server may run as when the tests are root, in order of preference; not
+# SERVICE_USER, whose every process the unprivileged-mode tests count as a run's.
+SERVER_USERS = ("postgres", "nobody")
 SUPERUSER = "sandbox"
 START_TIMEOUT_S = 60
 
@@ -90,7 +92,7 @@ def server_user() -> ServiceUser | None:
         return None
     for name in SERVER_USERS:
         user = find_user(name)
-        if user is not None and user.uid != 0:
+        if user is not None and user.uid != 0 and name != SERVICE_USER:
             return user
     return None
 

@@ -41,6 +41,7 @@ import pytest
 
 from adapter.judge0.api import STATE_FOLDER
 from sandbox import Sandbox, WarmInterpreter
+from sandbox.workdir import WARM_CACHES
 
 IS_ROOT = os.geteuid() == 0
 REPO = Path(__file__).resolve().parent.parent
@@ -667,9 +668,10 @@ def leftover_processes(server: Server) -> list[psutil.Process]:
 
 
 def run_folders(work_root: Path) -> list[Path]:
-    """What the work root holds but the service's own store of submissions: runs' and
-    sessions' folders."""
-    return [entry for entry in work_root.iterdir() if entry.name != STATE_FOLDER]
+    """What the work root holds but the service's own folders (its store of submissions, the
+    warm interpreters' caches): runs' and sessions' folders."""
+    return [entry for entry in work_root.iterdir()
+            if entry.name not in (STATE_FOLDER, WARM_CACHES)]
 
 
 def assert_nothing_left(server: Server) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 import time
 
+from adapter.judge0.api import STATE_FOLDER
+
 from ..judge0 import (
     ACCEPTED,
     PROCESSING,
@@ -24,8 +26,8 @@ REPLICA_TIMEOUT_S = 30
 
 def test_a_submission_in_flight_when_the_service_died_runs_after_a_restart() -> None:
     root = make_work_root()
-    # The service's file, in its state folder beside the work root (adapter.judge0.api).
-    database = f"sqlite:///{root.with_name(root.name + '-state') / 'submissions.sqlite3'}"
+    # The service's file, in its state folder in the work root (adapter.judge0.api).
+    database = f"sqlite:///{root / STATE_FOLDER / 'submissions.sqlite3'}"
     try:
         with run_server(root, PYTHON_ONLY) as crashed:
             running = submit(crashed, "import time; time.sleep(3); print('once more')")["token"]

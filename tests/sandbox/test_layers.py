@@ -12,7 +12,7 @@ import pytest
 from sandbox import Limits, Mode, Outcome, RunResult, Sandbox, SandboxConfig, SandboxError
 from sandbox.landlock import probe_abi
 
-from ..utils import IS_ROOT
+from ..utils import IS_ROOT, run_folders
 
 PYTHON = "/usr/bin/python3"
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -246,7 +246,7 @@ def test_filling_the_working_directory_is_a_disk_limit(work_root: Path, tmpfs: s
     result = run(sandbox, program, Limits(wall_timeout_s=20))
     assert result.outcome is Outcome.DISK_LIMIT, (result, result.stderr[-300:])
     assert b"never" not in result.stdout
-    assert list(work_root.iterdir()) == []
+    assert run_folders(work_root) == []
 
 
 def test_a_program_below_the_disk_bound_is_fine(work_root: Path) -> None:
@@ -301,4 +301,4 @@ def test_a_dead_services_working_directories_are_removed_at_startup(work_root: P
         mount_tmpfs(stale, 1 << 20, 10, None)
     (stale / "f").write_text("x")
     make(work_root)
-    assert list(work_root.iterdir()) == []
+    assert run_folders(work_root) == []

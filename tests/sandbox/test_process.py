@@ -19,6 +19,7 @@ from ..utils import (
     TEST_PYTHON,
     TEST_PYTHON_ENV,
     alive,
+    run_folders,
     run_processes,
     sandbox_uids,
     warm_python,
@@ -39,7 +40,7 @@ def run(sandbox: Sandbox, code: str, limits: Limits | None = None, stdin: bytes 
 
 
 def assert_clean(sandbox: Sandbox) -> None:
-    assert list(sandbox.config.work_root.iterdir()) == []
+    assert run_folders(sandbox.config.work_root) == []
     if IS_ROOT:
         assert run_processes() == []
 
