@@ -14,6 +14,7 @@ from .process import OutputCallback, Process, Stream
 from .result import Outcome, RunResult
 from .service import harden_service
 from .warm import WarmInterpreter
+from .workdir import private_folder
 
 __all__ = [
     "LIMIT_FIELDS",
@@ -36,5 +37,6 @@ __all__ = [
     "layer_modes",
     "own_memory_limit_bytes",
     "parse_mode",
+    "private_folder",
     "resolve_inside",
 ]

@@ -19,16 +19,20 @@ PREFIX = "run-"
 WARM_CACHES = "warm-caches"
 
 
-def warm_caches(root: Path) -> Path:
-    """The warm interpreters' folder (0700, the service's): refused when it is a link or
-    another user's."""
-    folder = root / WARM_CACHES
-    folder.mkdir(mode=0o700, exist_ok=True)
+def private_folder(folder: Path) -> Path:
+    """`folder`, made if missing, the service's alone (0700): refused (OSError) when it is a
+    link or another user's, which whoever could write its parent may have planted."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = folder.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
         raise OSError(f"{folder} must be a folder of the service's own user")
     os.chmod(folder, 0o700)
     return folder
+
+
+def warm_caches(root: Path) -> Path:
+    """The warm interpreters' folder in the work root."""
+    return private_folder(root / WARM_CACHES)
 
 
 def prepare_root(root: Path) -> None:

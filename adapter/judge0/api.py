@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import platform
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from sandbox import private_folder
 
 from ..body import read_json
 from ..errors import BadRequest, NotFound, ServiceBusy
@@ -157,14 +158,8 @@ def open_store(url: str, work_root: Path) -> tuple[SqlStore, bool]:
 def state_folder(work_root: Path) -> Path:
     """The service's own folder in its work root (whose other entries are runs' folders, all
     named `run-…`): there the service's user can always write, which is not so of the work
-    root's parent. Private (0700); refused when it is a link or another user's."""
-    folder = work_root / STATE_FOLDER
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = folder.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-        raise ValueError(f"{folder} must be a folder of the service's own user")
-    os.chmod(folder, 0o700)
-    return folder
+    root's parent."""
+    return private_folder(work_root / STATE_FOLDER)
 
 
 def judge0_of(request: Request) -> Judge0:

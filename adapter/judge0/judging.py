@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import logging
 import signal
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,7 +173,3 @@ def _b64(data: bytes | None) -> str | None:
 def _seconds(value: float) -> str:
     """Judge0's times: seconds as a decimal string, to the millisecond."""
     return f"{value:.3f}"
-
-
-def now_s() -> float:
-    return time.time()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ..utils import Server, only_runtimes
+from ..utils import Server, assert_nothing_left, only_runtimes
 from ..utils import serve as serve_service
 from .test_judge0 import wait_for
 from .test_judge0_callbacks import Receiver, address, loopback, serve  # noqa: F401 - fixtures
@@ -99,3 +99,6 @@ def test_hostile_archives_are_refused_and_nothing_runs(server: Server, archive: 
                                           "additional_files": archive})
     assert answer.status_code == 422, answer.text
     assert list(answer.json()) == ["additional_files"]
+    # Refused before anything ran: no run, no folder, and the service answers.
+    assert_nothing_left(server)
+    assert server.health().status_code == 200
