@@ -205,6 +205,9 @@ async def create_submission(request: Request) -> Response:
     if not wait:
         return JSONResponse({"token": token}, status_code=201)
     stored = await judge0.queue.wait(token)
+    if stored is None:
+        raise NotFound(f"submission {token} finished and was removed by retention before it "
+                       "could be answered (SANDBOX_SUBMISSIONS_KEPT)")
     try:
         return JSONResponse(render(stored, fields, base64_encoded, judge0.languages),
                             status_code=201)

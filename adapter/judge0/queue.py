@@ -118,12 +118,12 @@ class SubmissionQueue:
     async def get(self, tokens: Sequence[str]) -> dict[str, Stored]:
         return await self.db(self.store.get, tokens)
 
-    async def wait(self, token: str) -> Stored:
-        """The submission once finished (by any replica)."""
+    async def wait(self, token: str) -> Stored | None:
+        """The submission once finished (by any replica); None when retention removed it,
+        finished, before it was read (a small SANDBOX_SUBMISSIONS_KEPT under load)."""
         while True:
             stored = (await self.get([token])).get(token)
             if stored is None or stored.finished_at is not None:
-                assert stored is not None, "a waited-for submission is never pruned unfinished"
                 return stored
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self.finished.setdefault(token, []).append(future)
